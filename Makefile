@@ -1,0 +1,41 @@
+# glitchlib: one-command setup, tests, book and benchmarks.
+#   make setup            create .venv and install glitchlib with everything the book, tests, benchmarks need
+#   make test             run the test suite (sets up first when needed)
+#   make book             run the embedded grid, execute the notebooks, build the HTML book
+#   make book PROFILE=paper   the same for another profile (embedded | paper | tiny | path/to/profile.yaml)
+#   make book-check       build the book and open every chapter in headless Chromium
+#   make bench            run every benchmark
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= embedded
+RESULTS ?= results
+JOBS ?= 1
+STAMP := $(VENV)/.glitchlib-installed
+
+.PHONY: setup test book book-check bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --user --name glitchlib --display-name "Python (glitchlib)" >/dev/null
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+book: setup
+	$(PY) scripts/build_book.py --profile $(PROFILE) --results $(RESULTS) --jobs $(JOBS)
+
+book-check: book
+	$(PY) book/check_book.py --html book/_build/html
+
+bench: setup
+	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf book/_build book/_executed .pytest_cache
