@@ -1,0 +1,551 @@
+"""The results store: one directory per experiment, atomic writes, a stage log, tidy loaders.
+
+Layout under the store's root (default ``results/``)::
+
+    features/                  backbone features, shared by every run (content-keyed cache)
+    locks/                     lock files (one per entry, one per feature set)
+    runs/<key>/                one entry per ExperimentSettings.key()
+        settings.json          the settings (plus the resolved training settings)
+        stages.json            the stage log: finished stages with their files and
+                               checksums, and one event per stage per attempt
+        data.json, data.npz    ... stage outputs (see glitchlib.experiments)
+        environment.json       package versions, device, machine, git commit
+        record.json            the summary; written last, it marks the entry complete
+
+Every file is written to a temporary name in the same directory, flushed and
+renamed over the target (``os.replace``), so a process killed at any point leaves
+either the old file or the new one, never a torn one. A stage is finished only once
+its files are written *and* the stage log says so, and the log is itself written
+atomically, so a killed run resumes after its last finished stage.
+
+An entry that cannot be trusted (unreadable JSON, a missing or altered file, other
+settings under its key, another format version) is reported through
+``logging`` and recomputed by :func:`glitchlib.experiments.run`; the loaders skip
+it with a warning. Nothing is silently reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["Store", "Entry", "IncompatibleEntry", "RESULT_FORMAT", "as_store"]
+
+log = logging.getLogger(__name__)
+
+#: Version of the entry layout and of the meaning of its numbers; entries with
+#: another version are recomputed.
+RESULT_FORMAT = 1
+
+SETTINGS_FILE = "settings.json"
+STAGES_FILE = "stages.json"
+RECORD_FILE = "record.json"
+ENVIRONMENT_FILE = "environment.json"
+METRICS_FILE = "metrics.csv"
+SCORES_FILE = "scores.csv.gz"
+HISTORY_FILE = "history.csv"
+
+#: Settings columns repeated in every tidy table, in this order.
+SETTINGS_COLUMNS = ["dataset", "model", "glitch", "ratio", "seed", "pretrained", "influence"]
+
+
+class IncompatibleEntry(RuntimeError):
+    """An entry that cannot be used as it is: corrupt, other settings, other format."""
+
+
+# --------------------------------------------------------------------- atomic I/O
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool = True) -> None:
+    """Write a file atomically: ``write(fileobj)`` into a temporary file, then rename.
+
+    The temporary file lives in the target's directory, so ``os.replace`` is an
+    atomic rename on the same file system.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Exclusive inter-process lock on ``path`` (POSIX ``flock``; no-op elsewhere).
+
+    Waits for the holder to release it; the lock dies with its process, so a
+    killed run never leaves a stale lock behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process holding %s", path)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- entry
+class Entry:
+    """One experiment's directory in the store: typed atomic I/O plus the stage log.
+
+    Parameters
+    ----------
+    path : Path
+        The entry's directory (``<root>/runs/<key>``).
+    key : str
+        The entry's key.
+    lock_path : Path
+        Lock file guarding the entry against two concurrent runs.
+    """
+
+    def __init__(self, path: Path, key: str, lock_path: Path):
+        self.path = Path(path)
+        self.key = key
+        self.lock_path = Path(lock_path)
+
+    def __repr__(self) -> str:
+        return f"Entry({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    def lock(self) -> contextlib.AbstractContextManager:
+        """Context manager holding the entry's inter-process lock."""
+        return file_lock(self.lock_path)
+
+    # -------------------------------------------------------------- typed I/O
+    def write_json(self, name: str, obj: Any) -> Path:
+        write_json(self.path / name, obj)
+        return self.path / name
+
+    def read_json(self, name: str) -> Any:
+        return read_json(self.path / name)
+
+    def save_tensor(self, name: str, tensor: torch.Tensor) -> Path:
+        """Save a tensor (contiguous, on CPU) with ``torch.save``, atomically."""
+        tensor = tensor.detach().to("cpu").contiguous()
+        atomic_write(self.path / name, lambda f: torch.save(tensor, f))
+        return self.path / name
+
+    def load_tensor(self, name: str) -> torch.Tensor:
+        return torch.load(self.path / name, map_location="cpu", weights_only=True)
+
+    def save_object(self, name: str, obj: Any) -> Path:
+        """Save tensors in plain containers (lists, dicts) with ``torch.save``, atomically."""
+        atomic_write(self.path / name, lambda f: torch.save(obj, f))
+        return self.path / name
+
+    def load_object(self, name: str) -> Any:
+        return torch.load(self.path / name, map_location="cpu", weights_only=True)
+
+    def save_arrays(self, name: str, **arrays: np.ndarray) -> Path:
+        """Save numpy arrays in one ``.npz``, atomically (no pickled objects)."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+        atomic_write(self.path / name, lambda f: f.write(buffer.getvalue()))
+        return self.path / name
+
+    def load_arrays(self, name: str) -> dict[str, np.ndarray]:
+        with np.load(self.path / name, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+
+    def write_frame(self, name: str, frame: pd.DataFrame) -> Path:
+        """Save a DataFrame as CSV (gzip when ``name`` ends with ``.gz``), atomically."""
+        compression = "gzip" if name.endswith(".gz") else None
+        data = frame.to_csv(index=False, compression=None).encode()
+        if compression:
+            import gzip
+
+            data = gzip.compress(data, mtime=0)
+        atomic_write(self.path / name, lambda f: f.write(data))
+        return self.path / name
+
+    def read_frame(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.path / name, keep_default_na=False, na_values=[""])
+
+    # -------------------------------------------------------------- stage log
+    def read_stages(self) -> dict[str, Any]:
+        """The stage log: ``{"format", "finished": {stage: info}, "events": [...]}``.
+
+        An absent log is an empty one; an unreadable log raises
+        :class:`IncompatibleEntry`.
+        """
+        path = self.path / STAGES_FILE
+        if not path.is_file():
+            return {"format": RESULT_FORMAT, "finished": {}, "events": []}
+        try:
+            stages = read_json(path)
+            if not isinstance(stages.get("finished"), dict) or not isinstance(
+                stages.get("events"), list
+            ):
+                raise ValueError("missing 'finished' or 'events'")
+        except (ValueError, OSError, AttributeError) as exc:
+            raise IncompatibleEntry(f"unreadable stage log {path}: {exc}") from exc
+        if stages.get("format") != RESULT_FORMAT:
+            raise IncompatibleEntry(
+                f"stage log {path} has format {stages.get('format')!r}, this glitchlib writes "
+                f"{RESULT_FORMAT}"
+            )
+        return stages
+
+    def finish_stage(self, stage: str, seconds: float, files: list[str], **info: Any) -> None:
+        """Record that ``stage`` finished: its time, its files with sizes and sha256."""
+        stages = self.read_stages()
+        stages["finished"][stage] = {
+            "seconds": seconds,
+            "finished_at": _now(),
+            "files": {name: self._file_info(name) for name in files},
+            **info,
+        }
+        stages["events"].append(
+            {"stage": stage, "action": "computed", "seconds": seconds, "at": _now(), **info}
+        )
+        write_json(self.path / STAGES_FILE, stages)
+
+    def log_reuse(self, stage: str) -> None:
+        """Record that a finished stage was reused by a later attempt."""
+        stages = self.read_stages()
+        stages["events"].append({"stage": stage, "action": "reused", "seconds": 0.0, "at": _now()})
+        write_json(self.path / STAGES_FILE, stages)
+
+    def forget_stages(self, stages_to_forget: list[str]) -> None:
+        """Mark stages as not finished (their outputs are then recomputed)."""
+        stages = self.read_stages()
+        changed = False
+        for stage in stages_to_forget:
+            changed |= stages["finished"].pop(stage, None) is not None
+        if changed:
+            write_json(self.path / STAGES_FILE, stages)
+
+    def stage_problem(self, stage: str, *, deep: bool = True) -> str | None:
+        """Why the finished stage ``stage`` cannot be reused, or ``None`` if it can.
+
+        Checks that the stage is logged as finished and that each of its files is
+        present with its recorded size (and, with ``deep``, its sha256).
+        """
+        info = self.read_stages()["finished"].get(stage)
+        if info is None:
+            return "not finished"
+        return self._files_problem(info.get("files", {}), deep=deep)
+
+    def events(self) -> list[dict[str, Any]]:
+        """The stage log's events, oldest first (one per stage per attempt)."""
+        return self.read_stages()["events"]
+
+    def _file_info(self, name: str) -> dict[str, Any]:
+        path = self.path / name
+        return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+
+    def _files_problem(self, files: dict[str, dict[str, Any]], *, deep: bool) -> str | None:
+        for name, expected in files.items():
+            path = self.path / name
+            if not path.is_file():
+                return f"file {name} is missing"
+            if path.stat().st_size != expected.get("size"):
+                return f"file {name} has {path.stat().st_size} bytes, {expected.get('size')} expected"
+            if deep and sha256_file(path) != expected.get("sha256"):
+                return f"file {name} does not match its recorded sha256"
+        return None
+
+    # ----------------------------------------------------------------- record
+    def write_record(self, record: dict[str, Any], files: list[str]) -> None:
+        """Write ``record.json`` last: the entry is complete from then on."""
+        record = {
+            "format": RESULT_FORMAT,
+            "key": self.key,
+            "completed_at": _now(),
+            **record,
+            "files": {name: self._file_info(name) for name in files},
+        }
+        write_json(self.path / RECORD_FILE, record)
+
+    def read_record(self, *, settings: dict[str, Any] | None = None, deep: bool = False) -> dict[str, Any]:
+        """The complete entry's record, checked; raises :class:`IncompatibleEntry`.
+
+        Checks that ``record.json`` parses, has this format version and this key,
+        that its settings agree with every field of ``settings`` (when given), and that every file it lists is present
+        with its size (and sha256 with ``deep``).
+        """
+        path = self.path / RECORD_FILE
+        try:
+            record = read_json(path)
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError) as exc:
+            raise IncompatibleEntry(f"unreadable record {path}: {exc}") from exc
+        if not isinstance(record, dict):
+            raise IncompatibleEntry(f"record {path} is not a JSON object")
+        if record.get("format") != RESULT_FORMAT:
+            raise IncompatibleEntry(
+                f"record {path} has format {record.get('format')!r}, this glitchlib writes "
+                f"{RESULT_FORMAT}"
+            )
+        if record.get("key") != self.key:
+            raise IncompatibleEntry(f"record {path} belongs to key {record.get('key')!r}")
+        stored = record.get("settings")
+        if settings is not None and (
+            not isinstance(stored, dict) or {k: stored.get(k) for k in settings} != settings
+        ):
+            raise IncompatibleEntry(f"record {path} holds other settings than {self.key}")
+        problem = self._files_problem(record.get("files", {}), deep=deep)
+        if problem:
+            raise IncompatibleEntry(f"entry {self.path}: {problem}")
+        return record
+
+    def is_complete(self) -> bool:
+        try:
+            self.read_record()
+        except (FileNotFoundError, IncompatibleEntry):
+            return False
+        return True
+
+    def invalidate_record(self) -> None:
+        """Remove ``record.json`` (the entry is then incomplete, its stages kept)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path / RECORD_FILE)
+
+    def wipe(self) -> None:
+        """Delete the entry's directory (renamed away first, so no half-deleted entry is seen)."""
+        if not self.path.exists():
+            return
+        trash = self.path.with_name(f".trash-{self.path.name}-{os.getpid()}-{time.time_ns()}")
+        os.replace(self.path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- store
+class Store:
+    """A results store rooted at a directory (created on first write).
+
+    Parameters
+    ----------
+    root : str or Path
+        Root directory, ``results/`` by default.
+
+    The tidy loaders (``load_*``) read complete entries only; a corrupt entry is
+    reported with a warning and left out.
+    """
+
+    def __init__(self, root: str | os.PathLike = "results"):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def features_dir(self) -> Path:
+        """Shared backbone-feature cache (``features.compute_features(cache_dir=...)``)."""
+        return self.root / "features"
+
+    def lock_path(self, name: str) -> Path:
+        return self.root / "locks" / f"{name}.lock"
+
+    def entry(self, key: str) -> Entry:
+        """The entry of ``key`` (an ExperimentSettings.key()); it may not exist yet."""
+        if not key or "/" in key or key.startswith("."):
+            raise ValueError(f"key={key!r} is not a valid entry key")
+        return Entry(self.runs_dir / key, key, self.lock_path(key))
+
+    def keys(self) -> list[str]:
+        """Keys of every entry directory, complete or not, sorted."""
+        if not self.runs_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def state(self, key: str, settings: dict[str, Any] | None = None) -> str:
+        """``"done"``, ``"partial"`` (some stages finished), ``"missing"`` or ``"corrupt: <why>"``."""
+        entry = self.entry(key)
+        if not entry.path.is_dir():
+            return "missing"
+        try:
+            entry.read_record(settings=settings)
+            return "done"
+        except FileNotFoundError:
+            pass
+        except IncompatibleEntry as exc:
+            return f"corrupt: {exc}"
+        try:
+            finished = entry.read_stages()["finished"]
+        except IncompatibleEntry as exc:
+            return f"corrupt: {exc}"
+        return "partial" if finished else "missing"
+
+    def records(self) -> list[dict[str, Any]]:
+        """Records of every complete entry (corrupt ones are reported and left out)."""
+        records = []
+        for key in self.keys():
+            entry = self.entry(key)
+            try:
+                records.append(entry.read_record())
+            except FileNotFoundError:
+                continue  # incomplete: still running or killed, not a result yet
+            except IncompatibleEntry as exc:
+                log.warning("skipping %s: %s (rerun it to recompute)", key, exc)
+        return records
+
+    def load_record(self, key: str) -> dict[str, Any]:
+        """The record of one complete entry; raises ``FileNotFoundError`` or :class:`IncompatibleEntry`."""
+        entry = self.entry(key)
+        try:
+            return entry.read_record()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"no complete results for key {key!r} in {self.root} (run it first)"
+            ) from None
+
+    # ----------------------------------------------------------- tidy tables
+    def load_runs(self) -> pd.DataFrame:
+        """One row per complete run: settings, sizes, accuracies, provenance."""
+        rows = [_run_row(r) for r in self.records()]
+        columns = [
+            "key", *SETTINGS_COLUMNS, "n_train", "n_test", "n_glitches", "val_acc",
+            "repair_acc", "char_acc_mislabeled", "char_acc_anomaly", "train_acc_clean",
+            "train_acc_mislabeled", "train_acc_anomaly", "data_source", "weights_id",
+            "device", "machine",
+        ]
+        return _frame(rows, columns)
+
+    def load_metrics(self) -> pd.DataFrame:
+        """One row per (run, signal): detection F1, average precision, AUROC."""
+        frames = []
+        for record in self.records():
+            metrics = self.entry(record["key"]).read_frame(METRICS_FILE)
+            for column, value in reversed(list(_settings_columns(record).items())):
+                metrics.insert(0, column, value)
+            frames.append(metrics)
+        columns = ["key", *SETTINGS_COLUMNS, "signal", "f1", "ap", "auroc"]
+        return _concat(frames, columns)
+
+    def load_histories(self) -> pd.DataFrame:
+        """One row per (run, epoch): training loss and accuracy, validation accuracy."""
+        frames = []
+        for record in self.records():
+            history = self.entry(record["key"]).read_frame(HISTORY_FILE)
+            for column, value in reversed(list(_settings_columns(record).items())):
+                history.insert(0, column, value)
+            frames.append(history)
+        columns = ["key", *SETTINGS_COLUMNS, "epoch", "train_loss", "train_acc", "val_acc"]
+        return _concat(frames, columns)
+
+    def load_timings(self) -> pd.DataFrame:
+        """One row per (run, stage): seconds the stage took when it was computed."""
+        rows = []
+        for record in self.records():
+            base = _settings_columns(record)
+            for stage, seconds in record.get("timings", {}).items():
+                rows.append({**base, "stage": stage, "seconds": seconds})
+        return _frame(rows, ["key", *SETTINGS_COLUMNS, "stage", "seconds"])
+
+    def load_scores(self, key: str) -> pd.DataFrame:
+        """Per training sample of one run: labels, glitch kind, suggestions, every signal."""
+        self.load_record(key)  # complete and intact, or raise
+        return self.entry(key).read_frame(SCORES_FILE)
+
+
+def as_store(store: "Store | str | os.PathLike | None") -> Store:
+    """``store`` itself if it is a :class:`Store`, else a store rooted there (default ``results/``)."""
+    if store is None:
+        return Store()
+    return store if isinstance(store, Store) else Store(store)
+
+
+def _settings_columns(record: dict[str, Any]) -> dict[str, Any]:
+    settings = record.get("settings", {})
+    return {"key": record["key"], **{c: settings.get(c) for c in SETTINGS_COLUMNS}}
+
+
+def _run_row(record: dict[str, Any]) -> dict[str, Any]:
+    summary = record.get("summary", {})
+    environment = record.get("environment", {})
+    return {
+        **_settings_columns(record),
+        **summary,
+        "device": environment.get("device"),
+        "machine": environment.get("machine"),
+    }
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    for column in columns:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=object) if frame.empty else None
+    rest = [c for c in frame.columns if c not in columns]
+    return frame[columns + rest]
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+    return pd.concat(frames, ignore_index=True)
