@@ -1,0 +1,250 @@
+"""Tests of glitchlib.report: tables and figures from tidy tables."""
+
+from dataclasses import dataclass, replace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glitchlib import report
+
+
+@dataclass(frozen=True)
+class FakeSettings:
+    dataset: str = "fmnist"
+    model: str = "efficientnet_lite0"
+    glitch: str = "class-based"
+    ratio: float = 0.1
+    seed: int = 0
+
+    def key(self):
+        return f"{self.dataset}-{self.model}-{self.glitch}-{self.ratio}-{self.seed}"
+
+
+def _runs():
+    rows = []
+    for dataset, base in (("mnist", 0.9), ("fmnist", 0.8)):
+        for glitch in ("uniform", "class-based"):
+            for seed, delta in enumerate((-0.01, 0.01)):
+                rows.append(
+                    {"key": f"{dataset}{glitch}{seed}", "dataset": dataset, "model": "efficientnet_lite0",
+                     "glitch": glitch, "seed": seed, "pretrained": True, "val_acc": base + delta,
+                     "train_acc_clean": 0.9, "train_acc_mislabeled": 0.1, "train_acc_anomaly": np.nan,
+                     "data_source": "embedded", "weights_id": "abc123", "device": "cpu", "machine": "box"}
+                )
+    return pd.DataFrame(rows)
+
+
+def _metrics():
+    rows = []
+    for seed in range(3):
+        for signal, f1 in (("si", 0.2 + 0.1 * seed), ("cnci", 0.6), ("mai", 0.3)):
+            rows.append({"key": f"k{seed}", "dataset": "fmnist", "model": "efficientnet_lite0",
+                         "glitch": "class-based", "seed": seed, "signal": signal, "f1": f1, "ap": f1, "auroc": 0.7})
+    return pd.DataFrame(rows)
+
+
+def test_format_mean_std():
+    assert report.format_mean_std(0.944, 0.0123) == "0.94 ± 0.01"
+    assert report.format_mean_std(0.5) == "0.50"
+    assert report.format_mean_std(0.5, float("nan"), digits=3) == "0.500"
+    assert report.format_mean_std(float("nan"), 0.1) == ""
+
+
+def test_mean_std_matches_numpy():
+    df = pd.DataFrame({"g": ["a", "a", "a", "b"], "v": [1.0, 2.0, 4.0, 3.0]})
+    out = report.mean_std(df, ["g"], "v").set_index("g")
+    assert out.loc["a", "mean"] == pytest.approx(np.mean([1, 2, 4]))
+    assert out.loc["a", "std"] == pytest.approx(np.std([1, 2, 4], ddof=1))
+    assert out.loc["a", "n"] == 3
+    assert np.isnan(out.loc["b", "std"])
+
+
+def test_mean_std_names_missing_column():
+    with pytest.raises(ValueError, match="val_acc"):
+        report.mean_std(pd.DataFrame({"g": [1]}), ["g"], "val_acc")
+
+
+def test_mean_std_table_orders_rows_and_columns():
+    table = report.mean_std_table(_runs(), ["dataset"], "glitch", "val_acc")
+    assert list(table.index) == ["MNIST", "Fashion-MNIST"]
+    assert list(table.columns) == ["uniform noise", "class-based noise"]
+    assert table.loc["MNIST", "uniform noise"] == report.format_mean_std(0.9, np.std([0.89, 0.91], ddof=1))
+
+
+def test_paper_validation_has_every_cell():
+    paper = report.paper_validation()
+    assert len(paper) == 27
+    cell = paper[(paper.dataset == "mnist") & (paper.model == "vit_b_16") & (paper.glitch == "uniform")]
+    assert cell[["mean", "std"]].values.tolist() == [[0.83, 0.03]]
+
+
+def test_validation_side_by_side_puts_paper_beside_ours():
+    table = report.validation_side_by_side(_runs())
+    sources = table.index.get_level_values("source")
+    assert set(sources) == {"paper", "ours"}
+    assert set(table.index.get_level_values("dataset")) == {"MNIST", "Fashion-MNIST"}
+    assert table.loc[("MNIST", "ResNet-20", "paper"), "anomalies"] == "0.96 ± 0.01"
+    assert table.loc[("Fashion-MNIST", "EfficientNet-Lite0", "ours"), "anomalies"] == ""
+    # MNIST rows come first, the paper's rows before ours within a dataset
+    assert table.index[0] == ("MNIST", "ResNet-20", "paper")
+    assert table.index[3] == ("MNIST", "EfficientNet-Lite0", "ours")
+
+
+def test_validation_side_by_side_without_runs_shows_the_paper():
+    table = report.validation_side_by_side(_runs().iloc[:0])
+    assert len(table) == 9
+
+
+def test_model_variants_keep_random_weights_apart():
+    runs = _runs()
+    runs.loc[runs.seed == 1, "pretrained"] = False
+    models = set(report.model_variants(runs)["model"])
+    assert models == {"EfficientNet-Lite0", "EfficientNet-Lite0 (random weights)"}
+
+
+def test_select_keys_and_with_glitch():
+    settings = [FakeSettings(seed=s) for s in range(2)]
+    df = pd.DataFrame({"key": [settings[0].key(), "other"], "v": [1, 2]})
+    assert report.select_keys(df, settings)["v"].tolist() == [1]
+    assert report.with_glitch(settings, "class-based") == settings
+    mixed = report.with_glitch(settings + [replace(settings[0], glitch="uniform")], "mixed")
+    assert [s.glitch for s in mixed] == ["mixed", "mixed"]
+    assert sorted(s.seed for s in mixed) == [0, 1]
+
+
+def test_status_table():
+    settings = [FakeSettings(seed=0), FakeSettings(seed=1), FakeSettings(dataset="cifar10")]
+    status = report.status_table(
+        settings, {settings[0].key()}, lambda s: (s.dataset != "cifar10", "no CIFAR-10 files")
+    )
+    assert status["status"].tolist() == ["done", "missing", "not runnable"]
+    assert status["reason"].tolist()[2] == "no CIFAR-10 files"
+
+
+def test_provenance():
+    runs = _runs()
+    prov = report.provenance(runs)
+    assert len(prov) == 2
+    assert set(prov["seeds"]) == {"0, 1"}
+    text = report.provenance_markdown(runs, "embedded")
+    assert "abc123" in text and "embedded" in text and "seeds 0, 1" in text
+    assert "No finished runs" in report.provenance_markdown(runs.iloc[:0])
+
+
+def test_metric_table_and_plot():
+    metrics = _metrics()
+    table = report.metric_table(metrics, "f1")
+    assert list(table.columns) == ["SI", "MAI", "CNCI"]
+    assert table.iloc[0]["CNCI"] == "0.60 ± 0.00"
+    assert table.iloc[0]["SI"] == report.format_mean_std(0.3, 0.1)
+    fig = report.plot_metric(metrics, "f1")
+    assert len(fig.axes) == 1
+    assert report.plot_metric(metrics.iloc[:0], "f1") is not None
+
+
+def test_top_suspects_is_stable():
+    scores = pd.DataFrame({"cnci": [0.0, 5.0, 5.0, 1.0]})
+    assert report.top_suspects(scores, "cnci", 3).index.tolist() == [1, 2, 3]
+
+
+def test_confusion_table_counts():
+    table = report.confusion_table([0, 0, 1, 2], [0, 1, 1, 1], ["a", "b", "c"])
+    assert table.loc["a", "a"] == 1 and table.loc["a", "b"] == 1 and table.loc["c", "b"] == 1
+    assert table.values.sum() == 4
+    with pytest.raises(ValueError, match="y_pred"):
+        report.confusion_table([0, 1], [0])
+    assert report.plot_confusion(table) is not None
+
+
+def test_plot_gallery_checks_lengths():
+    images = np.zeros((3, 1, 8, 8))
+    assert report.plot_gallery(images, ["a", "b", "c"], [True, False, True]) is not None
+    with pytest.raises(ValueError, match="captions"):
+        report.plot_gallery(images, ["a"], [True, False, True])
+
+
+def test_cost_table_share():
+    rows = []
+    for key, scale in (("a", 1.0), ("b", 3.0)):
+        for stage, seconds in (("features", 10.0), ("training", 100.0), ("influence", 5.0),
+                               ("counterfactuals", 2.0), ("signals", 1.0)):
+            rows.append({"key": key, "dataset": "fmnist", "model": "efficientnet_lite0", "glitch": "uniform",
+                         "seed": 0, "stage": stage, "seconds": seconds * scale})
+    table = report.cost_table(pd.DataFrame(rows))
+    assert table["detection / training"].iloc[0] == pytest.approx(0.08)
+    assert table["training"].iloc[0] == pytest.approx(200.0)
+    assert table["runs"].iloc[0] == 2
+
+
+def test_train_accuracy_table_has_paper_row():
+    table = report.train_accuracy_table(_runs())
+    assert list(table.columns) == ["clean", "mislabeled", "anomaly"]
+    assert table.iloc[-1].tolist() == ["0.97", "0.05", "1.00"]
+    assert table.iloc[0]["anomaly"] == ""
+
+
+def test_plot_histories():
+    hist = pd.DataFrame({"key": "a", "dataset": "mnist", "model": "efficientnet_lite0", "glitch": "uniform",
+                         "seed": 0, "epoch": [1, 2], "train_loss": [1.0, 0.5], "train_acc": [0.5, 0.8],
+                         "val_acc": [0.6, 0.9]})
+    assert report.plot_histories(hist) is not None
+    assert report.plot_histories(hist.iloc[:0]) is not None
+
+
+def test_status_summary():
+    settings = [FakeSettings(seed=0), FakeSettings(seed=1), FakeSettings(dataset="cifar10", model="resnet20")]
+    status = report.status_table(settings, {settings[0].key()}, lambda s: (s.dataset != "cifar10", "no files"))
+    table = report.status_summary(status)
+    assert table.loc[("Fashion-MNIST", "EfficientNet-Lite0"), "class-based noise"] == "1/2 done, 1 missing"
+    assert table.loc[("CIFAR-10", "ResNet-20"), "class-based noise"] == "not runnable: no files"
+
+
+def test_plot_validation():
+    assert report.plot_validation(_runs()) is not None
+    assert report.plot_validation(_runs().iloc[:0]) is not None
+
+
+def test_claim_table():
+    table = report.claim_table(_metrics(), "cnci", "f1")
+    row = table.iloc[0]
+    assert row["best existing signal"] == "MAI" or row["best existing signal"] == "SI"
+    # SI averages 0.3, MAI 0.3: CNCI (0.6) is 0.3 better and wins every seed
+    assert row["difference"] == pytest.approx(0.3)
+    assert row["seeds at least as good"] == "3/3"
+
+
+def test_repair_summary():
+    scores = pd.DataFrame({
+        "mask": [True, True, False, True], "kind": ["mislabeled", "mislabeled", "clean", "mislabeled"],
+        "y_true": [0, 1, 2, 3], "suggested_label": [0, 2, 2, 3], "cnci": [0.9, 0.8, 0.1, 0.0]})
+    table = report.repair_summary(scores, "cnci")
+    assert table["count"].tolist() == [3, 2]
+    assert table["repair accuracy"].tolist() == pytest.approx([2 / 3, 0.5])
+
+
+def test_compare_signals_and_at_ratio():
+    metrics = _metrics().assign(ratio=0.1)
+    table = report.compare_signals(metrics, "cnci", "si")
+    row = table.iloc[0]
+    assert row["CNCI"] == pytest.approx(0.6) and row["SI"] == pytest.approx(0.3)
+    assert row["CNCI - SI"] == pytest.approx(0.3) and row["relative gain"] == pytest.approx(1.0)
+    assert row["seeds"] == 3
+    settings = [FakeSettings(seed=s) for s in range(3)]
+    low = report.at_ratio(settings, 0.01, seeds=2)
+    assert [(s.ratio, s.seed) for s in low] == [(0.01, 0), (0.01, 1)]
+    assert report.at_ratio(settings, None) == []
+
+
+def test_characterization_table_and_plot_stages():
+    runs = _runs().assign(char_acc_mislabeled=0.8, char_acc_anomaly=0.6)
+    table = report.characterization_table(runs)
+    assert list(table.columns) == ["mislabeled", "anomaly"]
+    assert table.iloc[0]["mislabeled"] == "0.80 ± 0.00"
+    timings = pd.DataFrame({"key": ["a", "a"], "dataset": "mnist", "model": "efficientnet_lite0",
+                            "glitch": "uniform", "seed": 0, "stage": ["training", "signals"], "seconds": [10.0, 1.0]})
+    assert report.plot_stages(timings) is not None
