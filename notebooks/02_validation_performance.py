@@ -1,0 +1,82 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (glitchlib)
+#     language: python
+#     name: glitchlib
+# ---
+
+# %% [markdown]
+# # Validation performance
+#
+# How well does a model learn when its training set holds 10 % glitches? The
+# paper reports the accuracy on the clean validation set of models trained on
+# dirty sets, for each glitch kind. This chapter puts our numbers (mean ± std
+# over seeds) beside the paper's.
+
+# %% tags=["parameters"]
+profile = "embedded"  # embedded, paper, tiny, or the path of a profile YAML file
+results_dir = "results"  # the results store
+compute_missing = True  # compute missing runs through the library (slow on a CPU)
+
+# %% [markdown]
+# We load the library, the profile's runs and the results store.
+
+# %%
+import seaborn as sns
+from IPython.display import Markdown
+
+import glitchlib as g
+from glitchlib import report
+
+sns.set_theme(style="whitegrid")
+settings = g.experiments.profile_settings(profile)
+store = g.store.Store(results_dir)
+
+# %% [markdown]
+# Missing runs are computed now. The table says, per dataset, model and glitch,
+# how many seeds are done, and why a cell cannot run on this machine (missing
+# data files or weights) when it cannot.
+
+# %%
+status = report.ensure_results(settings, store, compute=compute_missing)
+report.status_summary(status)
+
+# %% [markdown]
+# The numbers on this page come from these runs:
+
+# %%
+runs = report.select_keys(store.load_runs(), settings)
+Markdown(report.provenance_markdown(runs, profile))
+
+# %% [markdown]
+# ## Ours beside the paper's
+#
+# Validation accuracy, mean ± std over seeds (a single seed shows no std).
+# The paper's rows are its table for the same datasets; its models differ from
+# ours when their weights were not available (see the training settings).
+
+# %%
+report.validation_side_by_side(runs)
+
+# %% [markdown]
+# The same numbers as a figure: our seeds as dots with their mean ± std, the
+# paper's means as black markers.
+
+# %%
+fig = report.plot_validation(runs)
+
+# %% [markdown]
+# ## What the glitches cost
+#
+# The accuracy of each run, per seed, shows the spread between seeds; the
+# training accuracy on clean and glitched samples is in the cost chapter.
+
+# %%
+columns = ["dataset", "model", "glitch", "seed", "n_train", "n_glitches", "val_acc"]
+report.pretty(runs[columns]).sort_values(["dataset", "model", "glitch", "seed"]).reset_index(drop=True)

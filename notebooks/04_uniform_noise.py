@@ -1,0 +1,92 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (glitchlib)
+#     language: python
+#     name: glitchlib
+# ---
+
+# %% [markdown]
+# # Uniform class noise
+#
+# With uniform class noise, 10 % of the training samples get a label drawn
+# uniformly from the other classes. The wrong labels are scattered over all
+# class pairs, so no class is systematically confused. CNCI was designed for
+# mislabeled samples; this chapter checks how it ranks them here against the
+# existing signals.
+
+# %% tags=["parameters"]
+profile = "embedded"  # embedded, paper, tiny, or the path of a profile YAML file
+results_dir = "results"  # the results store
+compute_missing = True  # compute missing runs through the library (slow on a CPU)
+
+# %% [markdown]
+# We load the library, the profile's runs and the results store.
+
+# %%
+import seaborn as sns
+from IPython.display import Markdown
+
+import glitchlib as g
+from glitchlib import report
+
+sns.set_theme(style="whitegrid")
+settings = g.experiments.profile_settings(profile)
+store = g.store.Store(results_dir)
+
+# %% [markdown]
+# The chapter needs the profile's uniform-noise runs; missing ones are
+# computed now.
+
+# %%
+needed = report.with_glitch(settings, "uniform")
+status = report.ensure_results(needed, store, compute=compute_missing)
+report.status_summary(status)
+
+# %% [markdown]
+# The numbers on this page come from these runs:
+
+# %%
+runs = report.select_keys(store.load_runs(), needed)
+metrics = report.select_keys(store.load_metrics(), needed)
+Markdown(report.provenance_markdown(runs, profile))
+
+# %% [markdown]
+# ## F1 of every signal
+#
+# F1 of the top-$k$ flags ($k$ = number of mislabeled samples), mean over seeds
+# with the standard deviation as error bar; the paper's signals in red.
+
+# %%
+fig = report.plot_metric(metrics, "f1")
+
+# %% [markdown]
+# CNCI against the best existing signal, per dataset and model:
+
+# %%
+report.claim_table(metrics, "cnci", "f1")
+
+# %% [markdown]
+# ## F1, AP and AUROC
+#
+# F1 (mean ± std over seeds):
+
+# %%
+report.metric_table(metrics, "f1")
+
+# %% [markdown]
+# Average precision (0.1 for a random ranking):
+
+# %%
+report.metric_table(metrics, "ap")
+
+# %% [markdown]
+# AUROC (0.5 for a random ranking):
+
+# %%
+report.metric_table(metrics, "auroc")

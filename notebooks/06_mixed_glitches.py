@@ -1,0 +1,100 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (glitchlib)
+#     language: python
+#     name: glitchlib
+# ---
+
+# %% [markdown]
+# # Mixed glitches
+#
+# Real training sets hold several kinds of glitch at once. Here 10 % of the
+# samples get a uniformly random wrong label *and* 10 % anomalies are appended.
+# CFRank ranks a sample by the larger of its CNCI rank and its PCID rank, and
+# characterises a flagged sample as mislabeled when its CNCI rank is the larger,
+# else as an anomaly.
+
+# %% tags=["parameters"]
+profile = "embedded"  # embedded, paper, tiny, or the path of a profile YAML file
+results_dir = "results"  # the results store
+compute_missing = True  # compute missing runs through the library (slow on a CPU)
+
+# %% [markdown]
+# We load the library, the profile's runs and the results store.
+
+# %%
+import seaborn as sns
+from IPython.display import Markdown
+
+import glitchlib as g
+from glitchlib import report
+
+sns.set_theme(style="whitegrid")
+settings = g.experiments.profile_settings(profile)
+store = g.store.Store(results_dir)
+
+# %% [markdown]
+# The chapter needs mixed-glitch runs: the profile's, or, when the profile has
+# none, its settings with the glitch set to `mixed`. Missing ones are computed
+# now.
+
+# %%
+needed = report.with_glitch(settings, "mixed")
+status = report.ensure_results(needed, store, compute=compute_missing)
+report.status_summary(status)
+
+# %% [markdown]
+# The numbers on this page come from these runs:
+
+# %%
+runs = report.select_keys(store.load_runs(), needed)
+metrics = report.select_keys(store.load_metrics(), needed)
+Markdown(report.provenance_markdown(runs, profile))
+
+# %% [markdown]
+# ## Detection
+#
+# F1 of the top-$k$ flags ($k$ = number of glitches of both kinds), mean over
+# seeds with the standard deviation as error bar; the paper's signals in red.
+
+# %%
+fig = report.plot_metric(metrics, "f1")
+
+# %% [markdown]
+# CFRank against the best existing signal, per dataset and model:
+
+# %%
+report.claim_table(metrics, "cfrank", "f1")
+
+# %% [markdown]
+# F1, then AP and AUROC, of every signal (mean ± std over seeds):
+
+# %%
+report.metric_table(metrics, "f1")
+
+# %% [markdown]
+# Average precision:
+
+# %%
+report.metric_table(metrics, "ap")
+
+# %% [markdown]
+# AUROC:
+
+# %%
+report.metric_table(metrics, "auroc")
+
+# %% [markdown]
+# ## Characterisation
+#
+# Among the glitches that CFRank detects (its top $k$), the share of
+# mislabeled samples it calls mislabeled, and of anomalies it calls anomalies.
+
+# %%
+report.characterization_table(runs)
