@@ -1,0 +1,399 @@
+"""Seeded injection of data glitches (SPEC.md section 2).
+
+Four injectors, pure functions on arrays; each returns a :class:`GlitchSet` with the
+labels given to training, the true labels, the glitch mask and every sample's kind:
+
+* :func:`uniform_noise`: ``floor(r*n)`` samples get a label drawn uniformly from the
+  ``C-1`` other classes;
+* :func:`class_based_noise`: every contaminated class ``c`` sends ``floor(r*n_c)`` of
+  its samples to one target class ``T(c) != c``;
+* :func:`anomalies`: ``floor(r*n)`` images of one out-of-distribution class, all
+  with one random in-distribution label, appended after the originals;
+* :func:`mixed`: uniform noise and anomalies, ``ratio`` of the original ``n`` each.
+
+>>> from glitchlib import glitches
+>>> g = glitches.uniform_noise([0, 1, 2, 3] * 5, ratio=0.1, seed=0)
+>>> int(g.mask.sum()), bool((g.y[g.mask] != g.y_true[g.mask]).all())
+(2, True)
+
+Indices always refer to the original training set: the first ``n`` entries of every
+returned array are the original samples in their original order.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data.transforms import match_image_shape
+
+__all__ = [
+    "GLITCH_KINDS", "CLEAN", "MISLABELED", "ANOMALY", "GlitchSet", "glitch_count",
+    "uniform_noise", "class_based_noise", "anomalies", "mixed", "inject",
+]
+
+GLITCH_KINDS = ("uniform", "class-based", "anomalies", "mixed")
+CLEAN, MISLABELED, ANOMALY = "clean", "mislabeled", "anomaly"
+MAX_RATIO = 0.5
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class GlitchSet:
+    """A training set with injected glitches and the ground truth to score detectors.
+
+    Attributes
+    ----------
+    y : numpy.ndarray of int64, shape (n_dirty,)
+        Labels given to training (``n_dirty = n`` plus the appended anomalies).
+    y_true : numpy.ndarray of int64, shape (n_dirty,)
+        True labels; for appended anomalies, their class in the out-of-distribution
+        dataset.
+    mask : numpy.ndarray of bool, shape (n_dirty,)
+        True for glitched samples.
+    kind : numpy.ndarray of str, shape (n_dirty,)
+        ``"clean"``, ``"mislabeled"`` or ``"anomaly"`` per sample.
+    x : torch.Tensor, numpy.ndarray or None
+        The inputs with the anomalies appended after the originals (same type as the
+        ``x`` given); None for pure label noise.
+    ood_index : numpy.ndarray of int64
+        Indices into ``x_ood`` of the appended anomalies, in append order (empty if none).
+    target_classes : dict[int, int] or None
+        Class-based noise: the target ``T(c)`` of every contaminated class ``c``.
+    glitch : str
+        The injector's name, one of :data:`GLITCH_KINDS`.
+    """
+
+    y: np.ndarray
+    y_true: np.ndarray
+    mask: np.ndarray
+    kind: np.ndarray
+    x: object
+    ood_index: np.ndarray
+    target_classes: dict | None
+    glitch: str
+
+    @property
+    def n_glitches(self) -> int:
+        """Number of glitched samples (``mask.sum()``)."""
+        return int(self.mask.sum())
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __repr__(self) -> str:
+        return (f"GlitchSet(glitch={self.glitch!r}, n={len(self.y)}, "
+                f"mislabeled={int((self.kind == MISLABELED).sum())}, "
+                f"anomaly={int((self.kind == ANOMALY).sum())})")
+
+
+# ------------------------------------------------------------------ checks
+
+def glitch_count(ratio: float, n: int) -> int:
+    """``floor(ratio * n)``, robust to binary rounding (``0.29 * 100`` gives 29)."""
+    return math.floor(ratio * n + 1e-9)
+
+
+def _check_ratio(ratio) -> float:
+    if (isinstance(ratio, bool) or not isinstance(ratio, numbers.Real)
+            or not 0 < ratio <= MAX_RATIO):
+        raise ValueError(f"ratio must lie in (0, {MAX_RATIO}], got {ratio!r}")
+    return float(ratio)
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _labels(y, arg: str) -> np.ndarray:
+    """``y`` as a 1-D non-empty int64 array of non-negative labels."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"{arg} must be a non-empty 1-D array of labels, got shape {y.shape}")
+    if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{arg} must hold integer labels, got dtype {y.dtype}")
+    if y.min() < 0:
+        raise ValueError(f"{arg} holds a negative label ({y.min()})")
+    return y.astype(np.int64)
+
+
+def _n_classes(y: np.ndarray, n_classes) -> int:
+    if n_classes is None:
+        n_classes = int(y.max()) + 1
+        if n_classes < 2:
+            raise ValueError("y holds a single class; pass n_classes (at least 2)")
+        return n_classes
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) \
+            or n_classes < 2:
+        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    if y.max() >= n_classes:
+        raise ValueError(f"y holds label {y.max()}, outside [0, n_classes={n_classes})")
+    return int(n_classes)
+
+
+def _check_length(x, n: int, arg: str, against: str) -> None:
+    if not hasattr(x, "shape") or len(x.shape) == 0:
+        raise ValueError(f"{arg} must be an array or tensor with one row per sample")
+    if x.shape[0] != n:
+        raise ValueError(f"{arg} has {x.shape[0]} rows but {against} has {n} labels")
+
+
+def _nonzero(count: int, ratio: float, n: int) -> int:
+    if count == 0:
+        raise ValueError(f"ratio={ratio} of {n} samples selects no sample; "
+                         "raise ratio or use more samples")
+    return count
+
+
+def _sub_seeds(seed: int, k: int) -> list[int]:
+    """``k`` independent seeds derived from ``seed`` (numpy SeedSequence)."""
+    return [int(s.generate_state(1, np.uint32)[0])
+            for s in np.random.SeedSequence(seed).spawn(k)]
+
+
+# ------------------------------------------------------------------ label noise
+
+def uniform_noise(y, ratio: float, seed: int, n_classes: int | None = None) -> GlitchSet:
+    """Uniform class noise: ``floor(ratio*n)`` labels flipped to a random other class.
+
+    The flipped samples are drawn uniformly without replacement; each gets a label
+    drawn uniformly from the ``n_classes - 1`` classes other than its own
+    (SPEC.md section 2).
+
+    Parameters
+    ----------
+    y : array-like of int, shape (n,)
+        Clean training labels in ``[0, n_classes)`` (numpy or torch).
+    ratio : float
+        Share of samples to mislabel, in ``(0, 0.5]``.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    n_classes : int, optional
+        Number of classes; default ``max(y) + 1``.
+
+    Returns
+    -------
+    GlitchSet
+        ``x`` is None; ``kind`` is ``"mislabeled"`` where ``mask``.
+    """
+    y_true = _labels(y, "y")
+    ratio, seed = _check_ratio(ratio), _check_seed(seed)
+    n_classes = _n_classes(y_true, n_classes)
+    n = len(y_true)
+    count = _nonzero(glitch_count(ratio, n), ratio, n)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(n, size=count, replace=False)
+    y_new = y_true.copy()
+    y_new[chosen] = (y_true[chosen] + rng.integers(1, n_classes, size=count)) % n_classes
+    return _label_noise(y_new, y_true, chosen, "uniform", None)
+
+
+def class_based_noise(y, ratio: float, seed: int, n_classes: int | None = None,
+                      n_contaminated: int | None = None) -> GlitchSet:
+    """Class-dependent noise: in a contaminated class ``c``, ``floor(ratio*n_c)`` labels become ``T(c)``.
+
+    For every class ``c`` a target ``T(c) != c`` is drawn uniformly at random;
+    then the contaminated classes are chosen (all classes present in ``y`` by
+    default, else ``n_contaminated`` of them uniformly without replacement), and in
+    each, ``floor(ratio * n_c)`` of its samples, drawn uniformly without replacement,
+    are relabelled ``T(c)`` (SPEC.md section 2).
+
+    Parameters
+    ----------
+    y : array-like of int, shape (n,)
+        Clean training labels.
+    ratio : float
+        Share of every contaminated class to mislabel, in ``(0, 0.5]``.
+    seed : int
+    n_classes : int, optional
+        Default ``max(y) + 1``.
+    n_contaminated : int, optional
+        Number of contaminated classes, in ``[1, number of classes present]``;
+        None contaminates every class (the paper's per-dataset plots use 1).
+
+    Returns
+    -------
+    GlitchSet
+        ``target_classes`` maps every contaminated class to its target.
+    """
+    y_true = _labels(y, "y")
+    ratio, seed = _check_ratio(ratio), _check_seed(seed)
+    n_classes = _n_classes(y_true, n_classes)
+    present = np.unique(y_true)
+    if n_contaminated is not None and (
+            isinstance(n_contaminated, bool) or not isinstance(n_contaminated, numbers.Integral)
+            or not 1 <= n_contaminated <= len(present)):
+        raise ValueError(f"n_contaminated must be None or an integer in [1, {len(present)}] "
+                         f"(the classes present in y), got {n_contaminated!r}")
+    rng = np.random.default_rng(seed)
+    targets = (np.arange(n_classes) + rng.integers(1, n_classes, size=n_classes)) % n_classes
+    if n_contaminated is None:
+        contaminated = present
+    else:
+        contaminated = np.sort(rng.choice(present, size=int(n_contaminated), replace=False))
+    y_new = y_true.copy()
+    chosen = []
+    for c in contaminated:
+        members = np.flatnonzero(y_true == c)
+        picked = rng.choice(members, size=glitch_count(ratio, len(members)), replace=False)
+        y_new[picked] = targets[c]
+        chosen.append(picked)
+    chosen = np.concatenate(chosen)
+    _nonzero(len(chosen), ratio, int(sum((y_true == c).sum() for c in contaminated)))
+    mapping = {int(c): int(targets[c]) for c in contaminated}
+    return _label_noise(y_new, y_true, chosen, "class-based", mapping)
+
+
+def _label_noise(y_new, y_true, chosen, glitch, targets) -> GlitchSet:
+    mask = np.zeros(len(y_true), dtype=bool)
+    mask[chosen] = True
+    kind = np.where(mask, MISLABELED, CLEAN)
+    return GlitchSet(y=y_new, y_true=y_true, mask=mask, kind=kind, x=None,
+                     ood_index=np.empty(0, dtype=np.int64), target_classes=targets,
+                     glitch=glitch)
+
+
+# ------------------------------------------------------------------ anomalies
+
+def _append(x, x_ood, index: np.ndarray):
+    """``x`` with ``x_ood[index]`` appended, converted to ``x``'s type, dtype and shape."""
+    is_torch = isinstance(x, torch.Tensor)
+    extra = x_ood[torch.as_tensor(index)] if isinstance(x_ood, torch.Tensor) else \
+        np.asarray(x_ood)[index]
+    if tuple(extra.shape[1:]) != tuple(x.shape[1:]):
+        if len(x.shape) != 4 or len(extra.shape) != 4:
+            raise ValueError(f"x_ood images of shape {tuple(extra.shape[1:])} cannot be matched "
+                             f"to x images of shape {tuple(x.shape[1:])}; both must be "
+                             "N x C x H x W to resize")
+        floating = x.is_floating_point() if is_torch else np.issubdtype(x.dtype, np.floating)
+        if not floating:
+            raise ValueError("x must hold floating-point images when x_ood needs resizing")
+        extra = match_image_shape(torch.as_tensor(extra).to(torch.float32), x.shape[1:])
+    if is_torch:
+        extra = torch.as_tensor(extra).to(device=x.device, dtype=x.dtype)
+        return torch.cat([x, extra])
+    if isinstance(extra, torch.Tensor):
+        extra = extra.detach().cpu().numpy()
+    return np.concatenate([x, np.asarray(extra).astype(x.dtype, copy=False)])
+
+
+def anomalies(x, y, x_ood, y_ood, ratio: float, seed: int,
+              n_classes: int | None = None) -> GlitchSet:
+    """Out-of-distribution anomalies: ``floor(ratio*n)`` images of one foreign class, appended.
+
+    One class of the out-of-distribution pool is drawn uniformly; ``floor(ratio*n)``
+    of its images are drawn without replacement, resized and channel-matched to
+    ``x``'s images when needed (:func:`glitchlib.data.match_image_shape`), given one
+    random in-distribution label in ``[0, n_classes)``, and appended after the
+    originals (SPEC.md section 2).
+
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray, shape (n, C, H, W)
+        Training inputs.
+    y : array-like of int, shape (n,)
+        Training labels.
+    x_ood : torch.Tensor or numpy.ndarray, shape (m, C', H', W')
+        Out-of-distribution pool (e.g. :func:`glitchlib.data.load_ood` ``.x``).
+    y_ood : array-like of int, shape (m,)
+        Classes of the pool in its own dataset. Every class must hold at least
+        ``floor(ratio*n)`` images.
+    ratio : float
+        In ``(0, 0.5]``, relative to the original ``n``.
+    seed : int
+    n_classes : int, optional
+        Default ``max(y) + 1``.
+
+    Returns
+    -------
+    GlitchSet
+        ``x`` of the same type as the given ``x`` with ``n + floor(ratio*n)`` rows;
+        ``y_true`` of the anomalies is their class in the pool's dataset;
+        ``ood_index`` gives their rows in ``x_ood``.
+    """
+    y_true = _labels(y, "y")
+    ratio, seed = _check_ratio(ratio), _check_seed(seed)
+    n_classes = _n_classes(y_true, n_classes)
+    n = len(y_true)
+    _check_length(x, n, "x", "y")
+    y_ood = _labels(y_ood, "y_ood")
+    _check_length(x_ood, len(y_ood), "x_ood", "y_ood")
+    count = _nonzero(glitch_count(ratio, n), ratio, n)
+    classes, sizes = np.unique(y_ood, return_counts=True)
+    if sizes.min() < count:
+        small = ", ".join(f"class {c}: {s}" for c, s in zip(classes, sizes) if s < count)
+        raise ValueError(f"y_ood: every out-of-distribution class needs at least "
+                         f"floor(ratio*n) = {count} images, but {small}; lower ratio or "
+                         "give a larger pool")
+    rng = np.random.default_rng(seed)
+    ood_class = classes[rng.integers(len(classes))]
+    ood_index = rng.choice(np.flatnonzero(y_ood == ood_class), size=count, replace=False)
+    label = int(rng.integers(n_classes))
+    x_new = _append(x, x_ood, ood_index)
+    mask = np.concatenate([np.zeros(n, dtype=bool), np.ones(count, dtype=bool)])
+    return GlitchSet(
+        y=np.concatenate([y_true, np.full(count, label, dtype=np.int64)]),
+        y_true=np.concatenate([y_true, y_ood[ood_index]]),
+        mask=mask, kind=np.where(mask, ANOMALY, CLEAN), x=x_new,
+        ood_index=ood_index.astype(np.int64), target_classes=None, glitch="anomalies")
+
+
+def mixed(x, y, x_ood, y_ood, ratio: float, seed: int,
+          n_classes: int | None = None) -> GlitchSet:
+    """Uniform noise and anomalies in one training set, ``ratio`` of the original ``n`` each.
+
+    :func:`uniform_noise` on the originals and :func:`anomalies` appended after them,
+    each with its own seed derived from ``seed`` (``numpy.random.SeedSequence(seed).spawn(2)``),
+    so ``mixed`` equals those two calls with the derived seeds (SPEC.md section 2).
+
+    Parameters
+    ----------
+    x, y, x_ood, y_ood, ratio, seed, n_classes
+        As for :func:`anomalies`.
+
+    Returns
+    -------
+    GlitchSet
+        ``kind`` tells the mislabeled originals from the appended anomalies.
+    """
+    _check_seed(seed)
+    noise_seed, anomaly_seed = _sub_seeds(int(seed), 2)
+    noise = uniform_noise(y, ratio, noise_seed, n_classes)
+    n_classes = _n_classes(noise.y_true, n_classes)
+    anomaly = anomalies(x, y, x_ood, y_ood, ratio, anomaly_seed, n_classes)
+    n = len(noise.y)
+    return GlitchSet(
+        y=np.concatenate([noise.y, anomaly.y[n:]]),
+        y_true=anomaly.y_true,
+        mask=np.concatenate([noise.mask, anomaly.mask[n:]]),
+        kind=np.concatenate([noise.kind, anomaly.kind[n:]]),
+        x=anomaly.x, ood_index=anomaly.ood_index, target_classes=None, glitch="mixed")
+
+
+def inject(kind: str, y, ratio: float, seed: int, *, x=None, x_ood=None, y_ood=None,
+           n_classes: int | None = None, n_contaminated: int | None = None) -> GlitchSet:
+    """Inject glitches of ``kind`` (one of :data:`GLITCH_KINDS`) by name.
+
+    ``x``, ``x_ood`` and ``y_ood`` are required for ``"anomalies"`` and ``"mixed"``;
+    ``n_contaminated`` only applies to ``"class-based"``.
+    """
+    if kind not in GLITCH_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(GLITCH_KINDS)}; got {kind!r}")
+    if n_contaminated is not None and kind != "class-based":
+        raise ValueError(f"n_contaminated only applies to kind='class-based', not {kind!r}")
+    if kind == "uniform":
+        return uniform_noise(y, ratio, seed, n_classes)
+    if kind == "class-based":
+        return class_based_noise(y, ratio, seed, n_classes, n_contaminated)
+    missing = [name for name, v in (("x", x), ("x_ood", x_ood), ("y_ood", y_ood)) if v is None]
+    if missing:
+        raise ValueError(f"kind={kind!r} needs {', '.join(missing)}")
+    function = anomalies if kind == "anomalies" else mixed
+    return function(x, y, x_ood, y_ood, ratio, seed, n_classes)
