@@ -1,0 +1,227 @@
+"""Settings of one experiment: a frozen dataclass, its dictionary form and its key.
+
+One :class:`ExperimentSettings` names one cell of the grid "dataset x model x
+glitch x ratio x seed" plus every option that changes its numbers. Its
+:meth:`~ExperimentSettings.key` names the results-store entry that holds the
+cell's results, so that a finished cell is never computed twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# Datasets of the paper (SPEC.md section 1), glitch kinds (section 2) and the
+# registered model names (``timm:<name>`` selects any timm model as well).
+from .data import DATASETS
+from .glitches import GLITCH_KINDS
+from .models import MODEL_NAMES as MODELS
+
+__all__ = [
+    "ExperimentSettings",
+    "DATASETS",
+    "GLITCH_KINDS",
+    "MODELS",
+    "INFLUENCE_CHOICES",
+    "COUNTERFACTUAL_CHOICES",
+]
+
+#: Which parameters TracIn differentiates: every influence layer, or the final linear head only.
+INFLUENCE_CHOICES = ("all", "head")
+#: Which parameters the counterfactual matrices (CNCI, PCID) differentiate.
+COUNTERFACTUAL_CHOICES = ("all", "head")
+
+# Fields that do not change the numbers, hence are left out of the key.
+_NOT_IN_KEY = frozenset({"device"})
+
+
+def _help(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """Everything that defines one experiment (one grid cell).
+
+    ``None`` for ``lr``, ``batch_size`` and ``epochs`` means "the training
+    settings registered for this dataset and model"
+    (:func:`glitchlib.settings.training_settings`).
+
+    Every field is validated on construction; a bad value raises ``ValueError``
+    naming the field and its valid values.
+    """
+
+    dataset: str = _help("Dataset: one of " + ", ".join(DATASETS) + ".", "fmnist")
+    model: str = _help(
+        "Model: one of " + ", ".join(MODELS) + ", or timm:<name>.", "efficientnet_lite0"
+    )
+    glitch: str = _help("Glitch kind: one of " + ", ".join(GLITCH_KINDS) + ".", "class-based")
+    ratio: float = _help("Glitch ratio in (0, 0.5] (for mixed: the ratio of each kind).", 0.1)
+    seed: int = _help(
+        "Seed of the run: data subset, glitch injection, head initialisation, batch order.", 0
+    )
+    n_train: int | None = _help(
+        "Training samples: None keeps the loaded subset; an int draws a seeded stratified "
+        "sub-sample of it (tiny runs).",
+        None,
+    )
+    n_test: int | None = _help(
+        "Validation samples: None keeps the loaded subset; an int draws a seeded stratified "
+        "sub-sample of it.",
+        None,
+    )
+    subset: float = _help(
+        "Share of the official splits loaded (SPEC.md section 1: 0.1); ignored by the embedded data.",
+        0.1,
+    )
+    n_contaminated: int | None = _help(
+        "Class-based noise only: number of contaminated classes (None: every class).", None
+    )
+    lr: float | None = _help("Learning rate (None: the registered training settings).", None)
+    batch_size: int | None = _help("Batch size (None: the registered training settings).", None)
+    epochs: int | None = _help("Epochs (None: the registered training settings).", None)
+    pretrained: bool = _help(
+        "Pretrained backbone weights (False: random weights, the from-scratch setting).", True
+    )
+    influence: str = _help(
+        "Influence parameters: 'all' influence layers of the model or the final linear 'head' only.",
+        "all",
+    )
+    counterfactual: str = _help(
+        "Parameters of the counterfactual matrices: 'all' influence layers or the 'head' only "
+        "(the paper's public code).",
+        "all",
+    )
+    projection_dim: int | None = _help(
+        "Random projection dimension of the gradients (None: exact, no projection).", None
+    )
+    device: str = _help("Torch device, e.g. 'cpu' or 'cuda' (not part of the key).", "cpu")
+    data_root: str | None = _help(
+        "Directory holding the official dataset files (None: the embedded data).", None
+    )
+    weights: str | None = _help(
+        "Local weights file of the backbone (None: the torch hub cache, then the download URL).",
+        None,
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # ------------------------------------------------------------------ forms
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-ready dictionary."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ExperimentSettings":
+        """Settings from a dictionary; unknown keys raise ``ValueError`` listing the valid ones."""
+        if not isinstance(values, dict):
+            raise ValueError(f"settings must be a mapping of field names to values, got {values!r}")
+        names = field_names()
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(
+                f"unknown settings field(s) {', '.join(unknown)}; valid fields: {', '.join(names)}"
+            )
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "ExperimentSettings":
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def keyed_dict(self) -> dict[str, Any]:
+        """The fields that change the numbers (all but ``device``), hashed by :meth:`key`."""
+        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_KEY}
+
+    def key(self) -> str:
+        """Stable name of the results-store entry of these settings.
+
+        A readable prefix (dataset, model, glitch, ratio, seed) and the first 12
+        hex digits of the sha256 of every field that changes the numbers (all
+        but ``device``: CPU and GPU results agree within float tolerance).
+        """
+        digest = hashlib.sha256(
+            json.dumps(self.keyed_dict(), sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()[:12]
+        prefix = f"{self.dataset}-{self.model}-{self.glitch}-{self.ratio:g}-s{self.seed}"
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix) + "-" + digest
+
+    def label(self) -> str:
+        """Short human-readable description, for logs and progress bars."""
+        extra = []
+        if self.n_train is not None:
+            extra.append(f"n_train={self.n_train}")
+        if not self.pretrained:
+            extra.append("random weights")
+        tail = f" ({', '.join(extra)})" if extra else ""
+        return f"{self.dataset}/{self.model}/{self.glitch} {self.ratio:g} seed {self.seed}{tail}"
+
+
+def field_names() -> list[str]:
+    """Names of the fields of :class:`ExperimentSettings`, in order."""
+    return [f.name for f in dataclasses.fields(ExperimentSettings)]
+
+
+def field_help() -> dict[str, str]:
+    """Help text of every field of :class:`ExperimentSettings`."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(ExperimentSettings)}
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; choose from {', '.join(choices)}")
+
+
+def _optional_positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be None or an integer >= {minimum}")
+
+
+def _validate(s: ExperimentSettings) -> None:
+    _choice("dataset", s.dataset, DATASETS)
+    _choice("glitch", s.glitch, GLITCH_KINDS)
+    if not isinstance(s.model, str) or not (
+        s.model in MODELS or (s.model.startswith("timm:") and len(s.model) > 5)
+    ):
+        raise ValueError(
+            f"model={s.model!r} is not valid; choose from {', '.join(MODELS)}, or timm:<name>"
+        )
+    if isinstance(s.ratio, bool) or not isinstance(s.ratio, (int, float)) or not 0 < s.ratio <= 0.5:
+        raise ValueError(f"ratio={s.ratio!r} must be a number in (0, 0.5]")
+    if isinstance(s.seed, bool) or not isinstance(s.seed, int) or s.seed < 0:
+        raise ValueError(f"seed={s.seed!r} must be a non-negative integer")
+    _optional_positive_int("n_train", s.n_train, minimum=2)
+    _optional_positive_int("n_test", s.n_test, minimum=1)
+    if isinstance(s.subset, bool) or not isinstance(s.subset, (int, float)) or not 0 < s.subset <= 1:
+        raise ValueError(f"subset={s.subset!r} must be a number in (0, 1]")
+    _optional_positive_int("n_contaminated", s.n_contaminated)
+    if s.n_contaminated is not None and s.glitch != "class-based":
+        raise ValueError(
+            f"n_contaminated={s.n_contaminated!r} applies to glitch='class-based' only "
+            f"(glitch={s.glitch!r}); leave it None"
+        )
+    if s.lr is not None and (
+        isinstance(s.lr, bool) or not isinstance(s.lr, (int, float)) or not s.lr > 0
+    ):
+        raise ValueError(f"lr={s.lr!r} must be None or a positive number")
+    _optional_positive_int("batch_size", s.batch_size)
+    _optional_positive_int("epochs", s.epochs)
+    if not isinstance(s.pretrained, bool):
+        raise ValueError(f"pretrained={s.pretrained!r} must be True or False")
+    _choice("influence", s.influence, INFLUENCE_CHOICES)
+    _choice("counterfactual", s.counterfactual, COUNTERFACTUAL_CHOICES)
+    _optional_positive_int("projection_dim", s.projection_dim)
+    if not isinstance(s.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?|mps", s.device):
+        raise ValueError(f"device={s.device!r} is not valid; use cpu, cuda, cuda:<index> or mps")
+    for name in ("data_root", "weights"):
+        value = getattr(s, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name}={value!r} must be None or a path given as a string")
+    if s.weights is not None and not s.pretrained:
+        raise ValueError(f"weights={s.weights!r} was given with pretrained=False; drop one of them")

@@ -1,0 +1,78 @@
+"""The ``glitchlib`` command line: errors name the bad argument and the valid choices."""
+
+from __future__ import annotations
+
+import pytest
+
+from glitchlib import cli
+
+
+def _fails(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["run", "--dataset", "svhn"], ["argument --dataset", "svhn", "mnist", "fmnist", "cifar10"]),
+        (["run", "--glitch", "typo"], ["argument --glitch", "uniform", "class-based", "anomalies", "mixed"]),
+        (["run", "--model", "lenet"], ["argument --model", "lenet", "resnet20", "efficientnet_lite0", "timm:<name>"]),
+        (["run", "--influence", "some"], ["argument --influence", "all", "head"]),
+        (["run", "--ratio", "0.7"], ["argument --ratio", "(0, 0.5]"]),
+        (["run", "--ratio", "ten"], ["argument --ratio", "invalid float value"]),
+        (["run", "--seed", "-1"], ["argument --seed", "non-negative"]),
+        (["run", "--n-train", "1.5"], ["argument --n-train", "invalid int value"]),
+        (["run", "--device", "gpu"], ["argument --device", "cpu", "cuda"]),
+        (["run", "--glitch", "uniform", "--n-contaminated", "2"], ["argument --n-contaminated", "class-based"]),
+        (["run", "--no-pretrained", "--weights", "w.pth"], ["argument --weights", "pretrained=False"]),
+        (["grid", "--profile", "huge"], ["argument --profile", "huge", "embedded", "paper", "tiny", ".yaml"]),
+        (["grid", "--profile", "absent.yaml"], ["argument --profile", "absent.yaml", "does not exist"]),
+        (["grid", "-j", "0"], ["-j/--jobs", "positive"]),
+        (["status", "--profile", "x"], ["argument --profile", "embedded"]),
+        (["frobnicate"], ["invalid choice", "run", "grid", "status", "report"]),
+        ([], ["required", "COMMAND"]),
+    ],
+)
+def test_bad_arguments_name_the_argument_and_the_choices(capsys, argv, expected):
+    err = _fails(capsys, argv)
+    for text in expected:
+        assert text in err, f"{text!r} missing from: {err}"
+
+
+def test_bad_yaml_profile_names_the_file_and_the_field(tmp_path, capsys):
+    path = tmp_path / "grid.yaml"
+    path.write_text("base: {n_train: 100}\nproduct:\n  dataset: [mnist]\n  sed: [0, 1]\n")
+    err = _fails(capsys, ["status", "--profile", str(path), "--store", str(tmp_path / "r")])
+    assert "argument --profile" in err and "grid.yaml" in err
+    assert "sed" in err and "seed" in err  # the unknown field, and the valid ones
+
+
+def test_run_refuses_a_cell_that_is_not_runnable_here(tmp_path, capsys):
+    err = _fails(capsys, ["run", "--dataset", "cifar10", "--model", "resnet20",
+                          "--data-root", str(tmp_path), "--store", str(tmp_path / "r")])
+    assert "cannot run" in err and "CIFAR-10 files not found" in err and "data_root" in err
+
+
+def test_status_lists_cells_and_why_they_cannot_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
+    assert cli.main(["status", "--profile", "paper", "--store", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "180 cells" in out and "not runnable" in out
+    assert "CIFAR-10 files not found" in out
+    assert "resnet20 weights not found" in out and "cifar10_resnet20-4118986f.pt" in out
+
+
+def test_status_of_a_yaml_profile(tmp_path, capsys):
+    path = tmp_path / "grid.yaml"
+    path.write_text("- {dataset: mnist, glitch: uniform, seed: 0}\n- {dataset: fmnist, glitch: anomalies, seed: 1}\n")
+    assert cli.main(["status", "--profile", str(path), "--store", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "2 cells" in out and "2 missing" in out
+
+
+def test_report_on_an_empty_store(tmp_path, capsys):
+    assert cli.main(["report", "--store", str(tmp_path / "r")]) == 0
+    assert "no finished runs" in capsys.readouterr().out

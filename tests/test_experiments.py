@@ -1,0 +1,288 @@
+"""Experiments end to end: one tiny run, resuming after a failure, corrupt entries, grids.
+
+The runs use the real default model (``efficientnet_lite0`` with its ImageNet
+weights) on a seeded sub-sample of 100 training and 40 validation images of the
+embedded Fashion-MNIST, two epochs: the backbone features take a few seconds,
+the rest well under a second. Every test works on a copy of one finished store,
+so the features are computed once for the module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import glitchlib.features
+import glitchlib.train
+from glitchlib import cli, experiments
+from glitchlib.config import ExperimentSettings
+from glitchlib.grid import grid_status, run_grid, summary_tables
+from glitchlib.profiles import profile_settings, runnable
+from glitchlib.signals import SIGNALS
+from glitchlib.store import Store
+
+TINY = ExperimentSettings(dataset="fmnist", model="efficientnet_lite0", glitch="mixed", ratio=0.1, seed=0,
+                          n_train=100, n_test=40, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """The store holding the finished TINY run, and its result."""
+    root = tmp_path_factory.mktemp("store") / "results"
+    result = experiments.run(TINY, store=root, progress=False)
+    return root, result
+
+
+@pytest.fixture
+def store(finished, tmp_path):
+    """A private copy of the finished store (features cached, TINY complete)."""
+    root = tmp_path / "results"
+    shutil.copytree(finished[0], root)
+    return Store(root)
+
+
+def _events(store, settings):
+    return [(e["stage"], e["action"]) for e in store.entry(settings.key()).events()]
+
+
+def _top_k_f1(scores, mask):
+    """Independent oracle of detection F1: flag the k highest scores (stable order)."""
+    k = int(mask.sum())
+    flagged = np.zeros(len(scores), dtype=bool)
+    flagged[np.argsort(-scores, kind="stable")[:k]] = True
+    tp = (flagged & mask).sum()
+    return 2 * tp / (flagged.sum() + mask.sum())
+
+
+# ------------------------------------------------------------------- end to end
+def test_tiny_run_computes_every_stage_and_its_record_round_trips(finished):
+    root, result = finished
+    assert result.computed == experiments.STAGES
+    assert set(result.timings) == set(experiments.STAGES)
+    assert all(seconds >= 0 for seconds in result.timings.values())
+
+    summary = result.summary
+    assert (summary["n_train"], summary["n_test"]) == (110, 40)  # 10 anomalies appended
+    assert (summary["n_mislabeled"], summary["n_anomalies"], summary["n_glitches"]) == (10, 10, 20)
+    assert summary["val_acc"] == pytest.approx(result.history["val_acc"].iloc[-1])  # two code paths agree
+    assert summary["data_source"] == "embedded" and summary["weights_id"].startswith("sha256:")
+    assert 0 <= summary["repair_acc"] <= 1 and 0 <= summary["char_acc"] <= 1
+    assert list(result.metrics["signal"]) == list(SIGNALS)
+    assert result.environment["versions"]["torch"] == torch.__version__
+
+    # read back from disk: the same result, nothing recomputed
+    again = experiments.load_result(TINY, store=root)
+    assert again.summary == summary and again.timings == result.timings and again.computed == ()
+    assert again.metrics.equals(result.metrics) and again.settings == TINY
+
+    runs = Store(root).load_runs()
+    assert len(runs) == 1 and runs.loc[0, "key"] == TINY.key()
+    assert runs.loc[0, "val_acc"] == summary["val_acc"] and runs.loc[0, "glitch"] == "mixed"
+    metrics = Store(root).load_metrics()
+    assert metrics.set_index("signal")["f1"].to_dict() == result.metrics.set_index("signal")["f1"].to_dict()
+
+
+def test_stored_scores_agree_with_stored_matrices_and_metrics(finished):
+    _, result = finished
+    scores = result.scores()
+    matrix, si = result.matrix("influence"), result.matrix("self_influence")
+    assert matrix.shape == (110, 40) and matrix.dtype == torch.float32
+    assert result.matrix("influence_cnci").shape == result.matrix("influence_pcid").shape == (110, 40)
+    np.testing.assert_allclose(scores["mi"], matrix.double().sum(1).numpy(), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(scores["si"], si.double().numpy(), rtol=1e-6)
+    kind = scores["kind"].to_numpy()
+    assert (kind == "anomaly").sum() == 10 and (kind[-10:] == "anomaly").all()  # appended last
+    mask = scores["mask"].to_numpy().astype(bool)
+    assert (mask == (kind != "clean")).all()
+    f1 = result.metrics.set_index("signal")["f1"]
+    for signal in ("si", "cnci", "pcid", "cfrank"):
+        assert f1[signal] == pytest.approx(_top_k_f1(scores[signal].to_numpy(), mask))
+    mislabeled = kind == "mislabeled"
+    repair = (scores["suggested_label"].to_numpy() == scores["y_true"].to_numpy())[mislabeled].mean()
+    assert result.summary["repair_acc"] == pytest.approx(repair)
+
+
+def test_training_set_of_a_run(finished):
+    root, result = finished
+    data = experiments.load_training_set(TINY, store=root)
+    scores = result.scores()
+    assert data.x.shape == (110, 1, 28, 28) and data.x_test.shape == (40, 1, 28, 28)
+    assert (data.y == scores["y"].to_numpy()).all() and (data.kind == scores["kind"].to_numpy()).all()
+    assert len(data.class_names) == 10 and len(data.ood_class_names) == 10
+
+
+def test_rerun_reads_the_entry_back(store, monkeypatch):
+    before = _events(store, TINY)
+    monkeypatch.setattr(glitchlib.train, "fit", _forbidden("training"))
+    result = experiments.run(TINY, store=store, progress=False)
+    assert result.computed == () and _events(store, TINY) == before
+
+
+def test_device_is_not_part_of_the_key():
+    assert TINY.replace(device="cuda").key() == TINY.key()
+    assert TINY.replace(seed=1).key() != TINY.key()
+    assert TINY.replace(n_train=None).key() != TINY.key()
+
+
+# --------------------------------------------------------------------- resume
+def _forbidden(what):
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{what} was recomputed")
+
+    return fail
+
+
+def test_a_failed_run_resumes_after_its_last_finished_stage(store, monkeypatch):
+    settings = TINY.replace(glitch="class-based")  # same images: features come from the cache
+
+    def killed(self):
+        raise KeyboardInterrupt("killed between stages")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(experiments._Pipeline, "_stage_influence", killed)
+        with pytest.raises(KeyboardInterrupt):
+            experiments.run(settings, store=store, progress=False)
+    assert store.state(settings.key()) == "partial"
+    first = ["data", "inject", "features", "training"]
+    assert _events(store, settings) == [(s, "computed") for s in first]
+
+    # the rerun may neither retrain nor run the backbone
+    monkeypatch.setattr(glitchlib.train, "fit", _forbidden("training"))
+    monkeypatch.setattr(glitchlib.features, "_forward", _forbidden("the backbone"))
+    result = experiments.run(settings, store=store, progress=False)
+    rest = ["influence", "counterfactuals", "signals", "metrics"]
+    assert result.computed == tuple(rest)
+    assert _events(store, settings)[4:] == [(s, "reused") for s in first] + [(s, "computed") for s in rest]
+    assert store.state(settings.key()) == "done"
+    assert result.summary["n_mislabeled"] == 10 and result.summary["n_anomalies"] == 0
+
+
+def test_a_corrupt_matrix_is_detected_and_recomputed_from_its_stage(store, caplog):
+    entry = store.entry(TINY.key())
+    path = entry.file("matrices/influence.pt")
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 0xFF  # same size, other bytes
+    path.write_bytes(bytes(data))
+    original = experiments.load_result(TINY, store=store)
+    with caplog.at_level(logging.WARNING, logger="glitchlib.experiments"):
+        result = experiments.run(TINY, store=store, progress=False)
+    assert TINY.key() in caplog.text and "sha256" in caplog.text
+    assert result.computed == ("influence", "counterfactuals", "signals", "metrics")
+    assert result.metrics.equals(original.metrics)  # deterministic recomputation
+    assert store.state(TINY.key()) == "done"
+
+
+def test_an_unreadable_record_is_rebuilt_from_the_intact_stages(store, caplog):
+    entry = store.entry(TINY.key())
+    entry.file("record.json").write_text('{"format": 1, "key": ')
+    assert store.state(TINY.key()).startswith("corrupt")
+    with caplog.at_level(logging.WARNING):
+        result = experiments.run(TINY, store=store, progress=False)
+    assert "unreadable record" in caplog.text
+    assert result.computed == () and store.state(TINY.key()) == "done"
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda e: _edit_json(e.file("settings.json"), lambda d: d["settings"].update(seed=7)), "other settings"),
+    (lambda e: _edit_json(e.file("settings.json"), lambda d: d["training"].update(lr=9.0)), "training settings"),
+    (lambda e: _edit_json(e.file("stages.json"), lambda d: d.update(format=0)), "format"),
+])
+def test_an_incompatible_entry_is_reported_and_recomputed(store, caplog, damage, message):
+    entry = store.entry(TINY.key())
+    entry.invalidate_record()
+    damage(entry)
+    with caplog.at_level(logging.WARNING, logger="glitchlib.experiments"):
+        result = experiments.run(TINY, store=store, progress=False)
+    assert message in caplog.text and "recomputing it from scratch" in caplog.text
+    assert result.computed == experiments.STAGES
+    assert store.state(TINY.key()) == "done"
+
+
+def _edit_json(path, change):
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+
+
+# ----------------------------------------------------------- settings, profiles
+def test_settings_round_trip_and_errors(tmp_path):
+    assert ExperimentSettings.from_dict(TINY.to_dict()) == TINY
+    with pytest.raises(ValueError, match="unknown settings field.*sed.*valid fields.*seed"):
+        ExperimentSettings.from_dict({"sed": 1})
+    with pytest.raises(ValueError, match="glitch='noise'.*uniform, class-based, anomalies, mixed"):
+        ExperimentSettings(glitch="noise")
+    with pytest.raises(ValueError, match="n_train=1"):
+        ExperimentSettings(n_train=1)
+    with pytest.raises(ValueError, match="n_test=1001 exceeds the 1000 samples loaded"):
+        experiments.run(TINY.replace(n_test=1001), store=tmp_path / "results", progress=False)
+
+
+def test_profiles():
+    embedded = profile_settings("embedded")
+    assert len(embedded) == 40 and len({s.key() for s in embedded}) == 40
+    assert {(s.dataset, s.glitch) for s in embedded} == {
+        (d, g) for d in ("mnist", "fmnist") for g in ("uniform", "class-based", "anomalies", "mixed")}
+    assert {s.seed for s in embedded} == {0, 1, 2, 3, 4} and all(runnable(s)[0] for s in embedded)
+    paper = profile_settings("paper")
+    assert len(paper) == 180
+    assert {(s.dataset, s.model) for s in paper} == {
+        (d, m) for d in ("mnist", "fmnist", "cifar10") for m in ("resnet20", "vit_b_16", "convnext_tiny")}
+    tiny = profile_settings("tiny")
+    assert len(tiny) == 8 and all(s.n_train == 300 and s.n_test == 100 for s in tiny)
+
+
+def test_yaml_profiles(tmp_path):
+    product = tmp_path / "p.yaml"
+    product.write_text("base: {n_train: 100, n_test: 40}\nproduct:\n  dataset: [mnist, fmnist]\n"
+                       "  seed: [0, 1]\ncells:\n  - {glitch: uniform}\n  - {glitch: uniform}\n")
+    cells = profile_settings(product)
+    assert len(cells) == 5  # 4 products + the listed cell once
+    assert {(s.dataset, s.seed) for s in cells[:4]} == {("mnist", 0), ("mnist", 1), ("fmnist", 0), ("fmnist", 1)}
+    assert all(s.n_train == 100 for s in cells) and cells[4].glitch == "uniform"
+    listed = tmp_path / "l.yaml"
+    listed.write_text("- {dataset: mnist}\n- {dataset: fmnist, ratio: 0.2}\n")
+    assert [s.ratio for s in profile_settings(listed)] == [0.1, 0.2]
+    bad = tmp_path / "b.yaml"
+    bad.write_text("- {dataset: mnist, ratio: 0.9}\n")
+    with pytest.raises(ValueError, match="b.yaml.*cell 0.*ratio"):
+        profile_settings(bad)
+    with pytest.raises(ValueError, match="embedded, paper, tiny"):
+        profile_settings("nope")
+
+
+# ------------------------------------------------------------------------ grid
+def test_grid_runs_the_missing_cells_in_workers(store, monkeypatch):
+    cells = [TINY, TINY.replace(glitch="uniform"), TINY.replace(glitch="anomalies"),
+             ExperimentSettings(dataset="cifar10", model="resnet20")]
+    monkeypatch.setenv("TORCH_HOME", str(store.root / "no-hub"))
+    status = grid_status(cells, store)
+    assert status["status"].tolist() == ["done", "missing", "missing", "not runnable"]
+    outcome = run_grid(cells, store=store, jobs=2, progress=False)
+    assert outcome.ok and sorted(outcome.computed) == sorted(c.key() for c in cells[1:3])
+    assert outcome.already_done == [TINY.key()] and [k for k, _ in outcome.not_runnable] == [cells[3].key()]
+    assert grid_status(cells, store)["status"].tolist() == ["done", "done", "done", "not runnable"]
+    # a second pass has nothing to do
+    again = run_grid(cells, store=store, jobs=2, progress=False)
+    assert again.computed == [] and len(again.already_done) == 3
+
+
+def test_cli_run_reads_back_and_report_prints_tables(store, capsys, monkeypatch):
+    monkeypatch.setattr(glitchlib.train, "fit", _forbidden("training"))
+    fields = dataclasses.asdict(TINY)
+    argv = ["run", "--store", str(store.root), "--quiet"]
+    for name in ("dataset", "model", "glitch", "ratio", "seed", "n_train", "n_test", "epochs"):
+        argv += ["--" + name.replace("_", "-"), str(fields[name])]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "read from the store" in out and "val_acc" in out and "cnci" in out
+    assert cli.main(["report", "--store", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "validation accuracy" in out and "CNCI" in out and "mixed" in out
+    tables = summary_tables(store)
+    assert list(tables) == ["validation accuracy", "detection F1, mixed"]
