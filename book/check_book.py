@@ -163,7 +163,7 @@ def _fetch_problem(url: str) -> str | None:
         return None if url.startswith("data:") else "not served by the book"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
-            return None if response.status == 200 and response.read(1) else f"HTTP {response.status}"
+            return None if response.status == 200 and response.read() else f"HTTP {response.status}"
     except (urllib.error.URLError, OSError) as exc:
         return str(exc)
 
@@ -173,8 +173,13 @@ def _serve(directory: Path) -> http.server.ThreadingHTTPServer:
         def log_message(self, *args):  # keep the check's output readable
             pass
 
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):  # a browser that closes early is no failure
+            if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+                super().handle_error(request, client_address)
+
     handler = functools.partial(Quiet, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = Server(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

@@ -622,9 +622,12 @@ def plot_metric(
     order = [SIGNAL_NAMES.get(s, s) for s in chosen]
     strong = {SIGNAL_NAMES.get(s, s) for s in highlight}
     palette = {s: ("#c0392b" if s in strong else "#95a5a6") for s in order}
+    cols = sorted(set(data["dataset"]), key=lambda v: _rank("dataset", v))
+    rows = sorted(set(data["model"]), key=lambda v: _rank("model", v))
     grid = sns.catplot(
         data=data, kind="bar", x="signal", y=metric, order=order, hue="signal", hue_order=order,
-        palette=palette, legend=False, col="dataset", row="model", errorbar="sd", capsize=0.2,
+        palette=palette, legend=False, col="dataset", row="model", col_order=cols, row_order=rows,
+        errorbar="sd", capsize=0.2,
         height=3.2, aspect=max(1.2, len(order) / 5),
     )
     grid.set_titles("{col_name} · {row_name}")
@@ -744,7 +747,7 @@ def plot_confusion(table: pd.DataFrame, *, title: str | None = None):
 # ----------------------------------------------------------------------------- gallery
 
 
-def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols: int = 8, title: str | None = None):
+def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols: int = 6, title: str | None = None):
     """Images in a grid with a caption each; a red frame marks a real glitch, a grey one a clean sample.
 
     ``images``: array N x C x H x W (or N x H x W) with values in [0, 1].
@@ -763,7 +766,7 @@ def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols
         return _empty_figure("no suspects")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.95 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.6 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, image, caption, hit in zip(axes.flat, images, captions, hits):
@@ -774,14 +777,14 @@ def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols
         for spine in ax.spines.values():
             spine.set_edgecolor("#c0392b" if hit else "#bdc3c7")
             spine.set_linewidth(3 if hit else 1)
-        ax.set_title(caption, fontsize=7)
+        ax.set_title(caption, fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
 
 
-def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 8):
+def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 6):
     """The ``k`` training samples of one run that ``signal`` finds most suspicious, as images.
 
     Each caption gives the rank, the label given to training, the suggested
@@ -815,28 +818,35 @@ def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 8
 
 
 def cost_table(timings: pd.DataFrame) -> pd.DataFrame:
-    """Seconds per stage (mean over runs) per dataset x model, and the signals' share of training.
+    """Seconds per stage (mean over runs): one row per stage, one column per dataset x model.
 
     ``timings`` is the store's timings table (key, dataset, model, glitch,
-    seed, stage, seconds). The column ``detection / training`` is the time of
-    :data:`DETECTION_STAGES` divided by the training time, to compare with the
-    paper's claim (about 8 %).
+    seed, stage, seconds). Two rows follow the stages: ``detection /
+    training``, the time of :data:`DETECTION_STAGES` divided by the training
+    time (mean over runs), to compare with the paper's claim (about 8 %), and
+    ``runs``, the number of runs averaged.
     """
-    cols = ["dataset", "model", "stage"]
-    _require_columns(timings, cols + ["key", "seconds"], "timings")
+    _require_columns(timings, ["key", "dataset", "model", "stage", "seconds"], "timings")
     if timings.empty:
         return pd.DataFrame()
-    per_run = timings.groupby(["key", "dataset", "model", "stage"], sort=False)["seconds"].sum().reset_index()
-    wide = per_run.pivot_table(index=["dataset", "model", "key"], columns="stage", values="seconds", aggfunc="sum")
-    stages = [s for s in ("data", "features", "training", *DETECTION_STAGES) if s in wide.columns]
-    stages += [s for s in wide.columns if s not in stages]
-    wide = wide[stages].fillna(0.0)
-    detection = wide[[s for s in DETECTION_STAGES if s in wide.columns]].sum(axis=1)
-    training = wide["training"] if "training" in wide.columns else np.nan
-    wide["detection / training"] = detection / training
-    out = wide.groupby(level=["dataset", "model"], sort=True).mean()
-    out.insert(len(out.columns) - 1, "runs", wide.groupby(level=["dataset", "model"], sort=True).size())
-    return _pretty_index(out, None)
+    data = pretty(model_variants(timings))
+    data["run"] = data["dataset"] + " · " + data["model"]
+    per_run = data.pivot_table(index=["run", "key"], columns="stage", values="seconds", aggfunc="sum")
+    stages = [s for s in _STAGE_ORDER if s in per_run.columns] + [s for s in per_run.columns if s not in _STAGE_ORDER]
+    per_run = per_run[stages].fillna(0.0)
+    detection = per_run[[s for s in DETECTION_STAGES if s in per_run.columns]].sum(axis=1)
+    training = per_run["training"] if "training" in per_run.columns else np.nan
+    per_run["detection / training"] = detection / training
+    out = per_run.groupby(level="run", sort=False).mean()
+    out["runs"] = per_run.groupby(level="run", sort=False).size()
+    order = sorted(out.index, key=lambda r: tuple(_rank(c, v) for c, v in zip(("dataset", "model"), r.split(" · "))))
+    out = out.loc[order].T
+    out.columns.name = None
+    out.index.name = "stage"
+    return out
+
+
+_STAGE_ORDER = ("data", "inject", "features", "training", *DETECTION_STAGES, "metrics")
 
 
 def characterization_table(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
@@ -856,7 +866,8 @@ def characterization_table(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFra
 
 
 def plot_stages(timings: pd.DataFrame):
-    """Seconds per stage of a run (mean over runs, error bars = std), one bar group per dataset x model."""
+    """Seconds per stage of a run on a log scale (mean over runs, error bars = std), one colour per dataset x model."""
+    import matplotlib.pyplot as plt
     import seaborn as sns
 
     if timings.empty:
@@ -864,12 +875,17 @@ def plot_stages(timings: pd.DataFrame):
     per_run = timings.groupby(["key", "dataset", "model", "stage"], sort=False)["seconds"].sum().reset_index()
     data = pretty(model_variants(per_run))
     data["run"] = data["dataset"] + " · " + data["model"]
-    stages = [s for s in ("data", "features", "training", *DETECTION_STAGES) if s in set(data["stage"])]
+    data["seconds"] = data["seconds"].clip(lower=1e-3)
+    stages = [s for s in _STAGE_ORDER if s in set(data["stage"])]
     stages += [s for s in dict.fromkeys(data["stage"]) if s not in stages]
-    grid = sns.catplot(data=data, kind="bar", x="stage", y="seconds", hue="run", order=stages, errorbar="sd",
-                       height=3.5, aspect=2.0, log_scale=(False, True) if data["seconds"].gt(0).all() else None)
-    grid.set_axis_labels("", "seconds per run")
-    return grid.figure
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    sns.barplot(data=data, x="stage", y="seconds", hue="run", order=stages, errorbar="sd", capsize=0.1, ax=ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("")
+    ax.set_ylabel("seconds per run (log scale)")
+    ax.legend(title=None, fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def repair_table(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:

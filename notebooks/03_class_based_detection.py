@@ -21,11 +21,11 @@
 # that **CNCI is on par with or better than every existing signal**.
 
 # %% tags=["parameters"]
-profile = "embedded"  # embedded, paper, tiny, or the path of a profile YAML file
+profile = "embedded"  # embedded, paper, tiny, or a profile YAML file
 results_dir = "results"  # the results store
-compute_missing = True  # compute missing runs through the library (slow on a CPU)
-low_ratio = 0.01  # also run class-based noise at this ratio (the paper's 1 % claim); None to skip
-low_ratio_seeds = 1  # number of seeds run at low_ratio
+compute_missing = True  # compute missing runs (slow on a CPU)
+low_ratio = 0.01  # a second, low noise ratio (None: skip it)
+low_ratio_seeds = 1  # seeds run at low_ratio
 
 # %% [markdown]
 # We load the library, the profile's runs and the results store.

@@ -21,9 +21,9 @@
 # else as an anomaly.
 
 # %% tags=["parameters"]
-profile = "embedded"  # embedded, paper, tiny, or the path of a profile YAML file
+profile = "embedded"  # embedded, paper, tiny, or a profile YAML file
 results_dir = "results"  # the results store
-compute_missing = True  # compute missing runs through the library (slow on a CPU)
+compute_missing = True  # compute missing runs (slow on a CPU)
 
 # %% [markdown]
 # We load the library, the profile's runs and the results store.

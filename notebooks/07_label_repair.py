@@ -21,11 +21,11 @@
 # suggestion is right.
 
 # %% tags=["parameters"]
-profile = "embedded"  # embedded, paper, tiny, or the path of a profile YAML file
+profile = "embedded"  # embedded, paper, tiny, or a profile YAML file
 results_dir = "results"  # the results store
-compute_missing = True  # compute missing runs through the library (slow on a CPU)
-example_dataset = None  # dataset of the run shown in detail (None: the first one)
-example_seed = 0  # seed of the run shown in detail
+compute_missing = True  # compute missing runs (slow on a CPU)
+example_dataset = None  # dataset of the run shown (None: the first)
+example_seed = 0  # seed of the run shown
 
 # %% [markdown]
 # We load the library, the profile's runs and the results store.

@@ -22,10 +22,10 @@
 # flagged anyway.
 
 # %% tags=["parameters"]
-profile = "embedded"  # embedded, paper, tiny, or the path of a profile YAML file
+profile = "embedded"  # embedded, paper, tiny, or a profile YAML file
 results_dir = "results"  # the results store
-compute_missing = True  # compute missing runs through the library (slow on a CPU)
-example_dataset = None  # dataset of the runs shown (None: the first one)
+compute_missing = True  # compute missing runs (slow on a CPU)
+example_dataset = None  # dataset of the runs shown (None: the first)
 example_seed = 0  # seed of the runs shown
 n_images = 16  # suspects per gallery
 

@@ -176,9 +176,12 @@ def test_cost_table_share():
             rows.append({"key": key, "dataset": "fmnist", "model": "efficientnet_lite0", "glitch": "uniform",
                          "seed": 0, "stage": stage, "seconds": seconds * scale})
     table = report.cost_table(pd.DataFrame(rows))
-    assert table["detection / training"].iloc[0] == pytest.approx(0.08)
-    assert table["training"].iloc[0] == pytest.approx(200.0)
-    assert table["runs"].iloc[0] == 2
+    column = "Fashion-MNIST · EfficientNet-Lite0"
+    assert list(table.columns) == [column]
+    assert table.loc["detection / training", column] == pytest.approx(0.08)
+    assert table.loc["training", column] == pytest.approx(200.0)
+    assert table.loc["runs", column] == 2
+    assert list(table.index[:2]) == ["features", "training"]
 
 
 def test_train_accuracy_table_has_paper_row():
