@@ -1,0 +1,126 @@
+"""Which parameters TracIn differentiates (SPEC.md section 3).
+
+The influence parameters are the weights and biases of the ``Linear`` and
+``Conv2d`` modules inside the influence layers. A layer name may point at a
+``Linear``/``Conv2d`` module itself or at a container (for example a ResNet
+block ``"layer3.2"``), which expands to every ``Linear``/``Conv2d`` module inside
+it. Normalisation layers (BatchNorm, LayerNorm, ...) are never differentiated.
+
+Note the difference with captum 0.9.0: captum silently ignores a container name
+and then differentiates nothing of it; here a container stands for its leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+INFLUENCE_MODULE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
+"""Module types whose parameters are influence parameters."""
+
+
+@dataclass(frozen=True)
+class InfluenceLayer:
+    """One ``Linear``/``Conv2d`` module whose parameters are differentiated.
+
+    Attributes
+    ----------
+    name : str
+        Module name relative to the model (``""`` is the model itself).
+    module : nn.Module
+        The module (inside the engine's private copy of the model).
+    parameter_names : tuple of str
+        Full names of the differentiated parameters, e.g. ``("fc.weight", "fc.bias")``.
+    """
+
+    name: str
+    module: nn.Module
+    parameter_names: tuple[str, ...]
+
+    @property
+    def is_linear(self) -> bool:
+        return isinstance(self.module, nn.Linear)
+
+    @property
+    def has_bias(self) -> bool:
+        return any(p.endswith("bias") for p in self.parameter_names)
+
+
+def influence_module_names(model: nn.Module) -> list[str]:
+    """Names of every ``Linear`` and ``Conv2d`` module of ``model``, in module order."""
+    return [name for name, mod in model.named_modules() if isinstance(mod, INFLUENCE_MODULE_TYPES)]
+
+
+def _join(prefix: str, name: str) -> str:
+    return ".".join(part for part in (prefix, name) if part)
+
+
+def resolve_layers(
+    model: nn.Module, layers: Sequence[str] | None, *, bias: bool = True
+) -> list[InfluenceLayer]:
+    """Expand and validate influence layer names.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model the names refer to.
+    layers : sequence of str or None
+        Module names relative to ``model``. A ``Linear``/``Conv2d`` name stands for
+        itself, a container for all ``Linear``/``Conv2d`` modules inside it, ``""``
+        for the model itself. ``None`` selects every ``Linear``/``Conv2d`` module.
+    bias : bool
+        Whether biases are differentiated along with the weights.
+
+    Returns
+    -------
+    list of InfluenceLayer
+        One entry per distinct ``Linear``/``Conv2d`` module, in the order given
+        (containers expand in module order); duplicates are dropped.
+
+    Raises
+    ------
+    ValueError
+        If ``layers`` is empty or not a sequence of strings, a name is unknown, or a
+        name holds no ``Linear``/``Conv2d`` module. The message lists the valid names.
+    """
+    valid = influence_module_names(model)
+    shown = ", ".join(repr(v) for v in valid[:40]) + (" ..." if len(valid) > 40 else "")
+    if layers is None:
+        layers = valid
+        if not valid:
+            raise ValueError("layers=None but the model has no Linear or Conv2d module to differentiate")
+    if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
+        raise ValueError(f"layers must be a list of module names (strings), got {layers!r}")
+    if len(layers) == 0:
+        raise ValueError(f"layers is empty; name at least one module, e.g. one of: {shown}")
+
+    modules = dict(model.named_modules())
+    chosen: list[InfluenceLayer] = []
+    seen: set[int] = set()
+    for name in layers:
+        if name not in modules:
+            raise ValueError(
+                f"unknown layer name {name!r} in layers; valid Linear/Conv2d module names are: {shown}"
+            )
+        root = modules[name]
+        leaves = [
+            (_join(name, sub), mod)
+            for sub, mod in root.named_modules()
+            if isinstance(mod, INFLUENCE_MODULE_TYPES)
+        ]
+        if not leaves:
+            raise ValueError(
+                f"layer {name!r} ({type(root).__name__}) contains no Linear or Conv2d module; "
+                f"valid names are: {shown}"
+            )
+        for full, mod in leaves:
+            if id(mod) in seen:
+                continue
+            seen.add(id(mod))
+            params = [_join(full, "weight")]
+            if bias and getattr(mod, "bias", None) is not None:
+                params.append(_join(full, "bias"))
+            chosen.append(InfluenceLayer(full, mod, tuple(params)))
+    return chosen
