@@ -36,6 +36,7 @@ __all__ = [
     "mean_std_table",
     "paper_validation",
     "training_settings_table",
+    "training_notes",
     "validation_side_by_side",
     "select_keys",
     "with_glitch",
@@ -242,6 +243,21 @@ def training_settings_table(settings: Sequence = ()) -> pd.DataFrame:
     table = model_variants(pd.DataFrame(rows)).drop(columns="pretrained", errors="ignore")
     table = table.set_index(["dataset", "model", "source"])
     return _pretty_index(_sort_rows(table), None)
+
+
+def training_notes(settings: Sequence = ()) -> str:
+    """Markdown list of the notes behind the non-paper rows of :func:`training_settings_table`.
+
+    One item per distinct note, naming the dataset x model rows it applies to.
+    """
+    table = training_settings_table(settings)
+    notes: dict[str, list[str]] = {}
+    for (dataset, model, source), note in table["notes"].items():
+        if note:
+            notes.setdefault(note, []).append(f"{dataset} · {model} ({source})")
+    if not notes:
+        return "*No notes.*"
+    return "\n".join(f"- {', '.join(rows)}: {note}" for note, rows in notes.items())
 
 
 def paper_validation() -> pd.DataFrame:
@@ -766,7 +782,7 @@ def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols
         return _empty_figure("no suspects")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.9 * nrows), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, image, caption, hit in zip(axes.flat, images, captions, hits):
@@ -780,7 +796,6 @@ def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols
         ax.set_title(caption, fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 

@@ -64,7 +64,13 @@ Markdown(report.provenance_markdown(runs, profile))
 # profile trains with.
 
 # %%
-report.training_settings_table(settings)
+report.training_settings_table(settings).drop(columns="notes")
+
+# %% [markdown]
+# Where the values that are not the paper's come from:
+
+# %%
+Markdown(report.training_notes(settings))
 
 # %% [markdown]
 # ## Where this book differs from the paper

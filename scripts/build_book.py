@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         _step("HTML: jupyter-book build (warnings are errors)")
         command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(ROOT),
-                   "--path-output", str(OUTPUT), "--warningiserror", "--keep-going", "--all"]
+                   "--path-output", str(OUTPUT), "--warningiserror", "--keep-going", "--all", "--quiet"]
         if subprocess.run(command, cwd=ROOT).returncode:
             return _fail("jupyter-book build failed (see the warnings above)")
         times["html"] = time.perf_counter() - start

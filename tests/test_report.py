@@ -20,6 +20,10 @@ class FakeSettings:
     glitch: str = "class-based"
     ratio: float = 0.1
     seed: int = 0
+    pretrained: bool = True
+    lr: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
 
     def key(self):
         return f"{self.dataset}-{self.model}-{self.glitch}-{self.ratio}-{self.seed}"
@@ -251,3 +255,51 @@ def test_characterization_table_and_plot_stages():
     timings = pd.DataFrame({"key": ["a", "a"], "dataset": "mnist", "model": "efficientnet_lite0",
                             "glitch": "uniform", "seed": 0, "stage": ["training", "signals"], "seconds": [10.0, 1.0]})
     assert report.plot_stages(timings) is not None
+
+
+def test_pick_run_and_caption():
+    settings = [FakeSettings(dataset=d, glitch=g, seed=s) for d in ("fmnist", "mnist")
+                for g in ("uniform", "class-based") for s in (0, 1)]
+    runs = pd.DataFrame({"key": [s.key() for s in settings if not (s.dataset == "mnist" and s.seed == 0)]})
+    chosen = report.pick_run(settings, runs, glitch="class-based")
+    assert (chosen.dataset, chosen.glitch, chosen.seed) == ("mnist", "class-based", 1)  # MNIST first, done only
+    assert report.pick_run(settings, runs, glitch="class-based", dataset="fmnist", seed=0).seed == 0
+    assert report.pick_run(settings, runs, glitch="mixed") is None
+    assert "MNIST" in report.run_caption(chosen) and chosen.key() in report.run_caption(chosen)
+    assert "No finished run" in report.run_caption(None)
+    assert report.run_scores(None, None).empty
+
+
+def test_label_confusion_names_classes():
+    scores = pd.DataFrame({"kind": ["mislabeled", "mislabeled", "clean"], "y_true": [0, 1, 2],
+                           "y": [5, 5, 2], "suggested_label": [0, 3, 2]})
+    table = report.label_confusion(scores, "fmnist", "suggested_label")
+    assert table.shape == (10, 10) and table.values.sum() == 2
+    assert table.loc["T-shirt/top", "T-shirt/top"] == 1 and table.loc["Trouser", "Dress"] == 1
+    assert table.columns.name == "suggested label"
+    assert report.label_confusion(scores, "fmnist", "y").loc["Trouser", "Sandal"] == 1
+    assert report.plot_confusion(report.label_confusion(scores.iloc[:0], "fmnist")) is not None
+
+
+def test_repair_table_skips_runs_without_mislabeled_samples():
+    runs = _runs().assign(repair_acc=[0.5, 0.7, 0.6, 0.6, 0.4, 0.4, 0.3, 0.5])
+    runs.loc[runs.glitch == "uniform", "repair_acc"] = np.nan
+    table = report.repair_table(runs)
+    assert list(table.columns) == ["class-based noise"]
+    assert table.loc[("MNIST", "EfficientNet-Lite0"), "class-based noise"] == report.format_mean_std(
+        0.6, np.std([0.6, 0.6], ddof=1))
+
+
+def test_training_settings_table_has_paper_and_ours():
+    table = report.training_settings_table([FakeSettings(dataset="mnist", model="resnet20", lr=0.5)])
+    paper = table.loc[("MNIST", "ResNet-20", "paper")]
+    assert paper["lr"] == 0.01 and paper["batch size"] == 128 and paper["epochs"] == 7
+    assert table.loc[("MNIST", "ResNet-20", "public code"), "lr"] == 0.1
+    assert table.loc[("MNIST", "ResNet-20", "this book"), "lr"] == 0.5
+    assert len(table.xs("paper", level="source")) == 9
+
+
+def test_training_notes_lists_public_code_difference():
+    text = report.training_notes([FakeSettings(dataset="mnist", model="resnet20", lr=0.5)])
+    assert "MNIST · ResNet-20 (public code)" in text
+    assert text.startswith("- ")
