@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+import os
 import platform
 import re
 import subprocess
@@ -272,8 +273,6 @@ def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
             versions[name] = __import__(name).__version__
         except ImportError:
             pass
-    import os
-
     cores = os.cpu_count()
     return {
         "versions": versions,
@@ -314,15 +313,13 @@ def _git_commit() -> str | None:
 
 
 # ------------------------------------------------------------------ internals
-
-
 def _settings_document(settings: ExperimentSettings) -> dict[str, Any]:
     train = resolve_training_settings(settings)
     return {"settings": settings.to_dict(), "training": _train_dict(train)}
 
 
 def _train_dict(train) -> dict[str, Any]:
-    values = train.to_dict() if hasattr(train, "to_dict") else dataclasses.asdict(train)
+    values = train.to_dict()
     return {k: values[k] for k in ("lr", "batch_size", "epochs")}
 
 
@@ -574,7 +571,8 @@ class _Pipeline:
         from . import features
 
         model, cache = self.model, self.store.features_dir
-        lock = self.store.lock_path("features-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model.name}-{model.weights_id}"))
+        name = f"features-{self.s.dataset}-{model.name}-{model.weights_id}"
+        lock = self.store.lock_path(re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
 
         def compute(x):
             return features.compute_features(model, x, device=self.device, cache_dir=cache, progress=self.progress)

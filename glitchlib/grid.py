@@ -3,9 +3,9 @@
 Cells run in ``jobs`` worker processes (``concurrent.futures`` with the ``spawn``
 start method, so workers share nothing with the parent but the store on disk).
 Backbone features are computed once per input set: a worker takes an inter-process
-file lock per (model, weights) before it looks up or computes features, so when
-two cells need the same features one computes them and the other then reads
-them from the store's cache. Every finished cell is a complete store entry; a grid
+file lock per (dataset, model, weights) before it looks up or computes features,
+so when two cells need the same features one computes them and the other then
+reads them from the store's content-keyed cache. Every finished cell is a complete store entry; a grid
 stopped midway picks up where it stopped.
 """
 

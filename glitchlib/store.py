@@ -27,6 +27,7 @@ it with a warning. Nothing is silently reused.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
@@ -218,12 +219,9 @@ class Entry:
 
     def write_frame(self, name: str, frame: pd.DataFrame) -> Path:
         """Save a DataFrame as CSV (gzip when ``name`` ends with ``.gz``), atomically."""
-        compression = "gzip" if name.endswith(".gz") else None
-        data = frame.to_csv(index=False, compression=None).encode()
-        if compression:
-            import gzip
-
-            data = gzip.compress(data, mtime=0)
+        data = frame.to_csv(index=False).encode()
+        if name.endswith(".gz"):
+            data = gzip.compress(data, mtime=0)  # mtime 0: same table, same bytes
         atomic_write(self.path / name, lambda f: f.write(data))
         return self.path / name
 
