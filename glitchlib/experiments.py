@@ -39,6 +39,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -107,10 +108,14 @@ class RunResult:
     path : Path
         The entry's directory in the store.
     summary : dict
-        Sizes and accuracies: ``n_train``, ``n_test``, ``n_glitches``, ``val_acc``,
-        ``repair_acc``, ``char_acc_mislabeled``, ``char_acc_anomaly``,
-        ``train_acc_clean``, ``train_acc_mislabeled``, ``train_acc_anomaly``,
-        ``data_source``, ``weights_id`` (``None`` where undefined).
+        Sizes and accuracies: ``n_train`` (training samples, appended anomalies
+        included), ``n_test``, ``n_glitches``, ``n_mislabeled``, ``n_anomalies``, ``val_acc``,
+        ``repair_acc`` (CNCI's suggestion ``c*`` on the mislabeled samples),
+        ``char_acc_mislabeled``, ``char_acc_anomaly``, ``char_acc`` (mixed only:
+        among the top-k of CFRank, the share given the right kind),
+        ``train_acc_clean``, ``train_acc_mislabeled``, ``train_acc_anomaly`` (the
+        final model's accuracy against the labels *given* to training),
+        ``data_source``, ``weights_id``; ``None`` where undefined.
     metrics : pandas.DataFrame
         One row per signal: ``signal``, ``f1``, ``ap``, ``auroc``.
     timings : dict[str, float]
@@ -354,6 +359,9 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
     entry.write_json(SETTINGS_FILE, document)
     start = _first_stage_to_compute(entry)
     entry.forget_stages(list(STAGES[start:]))
+    if start < STAGES.index("training"):
+        # checkpoints of a killed training resume it, unless its inputs are recomputed
+        shutil.rmtree(entry.file(_CHECKPOINT_DIR), ignore_errors=True)
     pipeline = _Pipeline(settings, store, entry, progress)
     computed = []
     for index, stage in enumerate(STAGES):
