@@ -5,27 +5,28 @@ log with its time and its files, each output written atomically to the results
 store (:mod:`glitchlib.store`). A run killed at any point resumes after its last
 finished stage; a finished run is read back, never recomputed.
 
-============== ==================================================================
-stage          what it computes (and keeps in the entry)
-============== ==================================================================
-data           loads the dataset (embedded or official files) and, for tiny runs,
-               a seeded stratified sub-sample (``data.json``, ``data.npz``)
-inject         the glitches, seeded with the run's seed (``glitch.npz``)
-features       the frozen backbone's features of the clean training inputs, of the
-               validation inputs and of the appended out-of-distribution images,
-               in the store's shared content-keyed cache (``features.json``); the
-               dirty training set's features are put together from them, never
-               recomputed
-training       SGD on the features, one checkpoint per epoch (``checkpoints/``,
-               ``history.csv``, ``training.json`` with the accuracies)
-influence      TracIn self-influence and train-to-validation matrix
-               (``matrices/self_influence.pt``, ``matrices/influence.pt``)
-counterfactuals the labels ``c*`` (NIL-opt) and ``b`` (second best) and the two
-               counterfactual matrices at the last checkpoint
-signals        every signal of SPEC.md section 4 per training sample (``scores.csv.gz``)
-metrics        F1, AP and AUROC per signal against the glitch mask, repair and
-               characterisation accuracy (``metrics.csv``, ``summary.json``)
-============== ==================================================================
+================ ================================================================
+stage            what it computes (and keeps in the entry)
+================ ================================================================
+data             loads the dataset (embedded or official files) and, for tiny runs,
+                 a seeded stratified sub-sample (``data.json``, ``data.npz``)
+inject           the glitches, seeded with the run's seed (``glitch.npz``)
+features         the frozen backbone's features of the clean training inputs, of
+                 the validation inputs and of the appended out-of-distribution
+                 images, in the store's shared content-keyed cache
+                 (``features.json``); the dirty training set's features are put
+                 together from them, never recomputed
+training         SGD on the features, one checkpoint per epoch (``checkpoints/``,
+                 ``history.csv``, ``training.json`` with the accuracies)
+influence        TracIn self-influence and train-to-validation matrix
+                 (``matrices/self_influence.pt``, ``matrices/influence.pt``)
+counterfactuals  the labels ``c*`` (NIL-opt) and ``b`` (second best) and the two
+                 counterfactual matrices at the last checkpoint
+signals          every signal of SPEC.md section 4 per training sample
+                 (``scores.csv.gz``)
+metrics          F1, AP and AUROC per signal against the glitch mask, repair and
+                 characterisation accuracy (``metrics.csv``, ``summary.json``)
+================ ================================================================
 
 ``record.json``, written last, marks the entry complete.
 """
@@ -105,6 +106,7 @@ class RunResult:
     key : str
         The entry's key (:meth:`ExperimentSettings.key`).
     settings : ExperimentSettings
+        The settings the entry was computed with.
     path : Path
         The entry's directory in the store.
     summary : dict
@@ -127,6 +129,7 @@ class RunResult:
     computed : tuple of str
         Stages computed by this call (empty when the entry was already complete).
     store : Store
+        The store holding the entry.
     """
 
     key: str

@@ -55,7 +55,7 @@ def grid_status(settings: list[ExperimentSettings], store: Store | str | Path | 
     store = as_store(store)
     rows = []
     for s in settings:
-        state = store.state(s.key(), settings=None)
+        state = store.state(s.key(), settings=s.keyed_dict())
         reason = ""
         if state.startswith("corrupt"):
             state, reason = "corrupt", state.split(": ", 1)[-1]
