@@ -763,7 +763,7 @@ def plot_confusion(table: pd.DataFrame, *, title: str | None = None):
 # ----------------------------------------------------------------------------- gallery
 
 
-def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols: int = 6, title: str | None = None):
+def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols: int = 4, title: str | None = None):
     """Images in a grid with a caption each; a red frame marks a real glitch, a grey one a clean sample.
 
     ``images``: array N x C x H x W (or N x H x W) with values in [0, 1].
@@ -782,7 +782,7 @@ def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols
         return _empty_figure("no suspects")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.9 * nrows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.8 * nrows), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, image, caption, hit in zip(axes.flat, images, captions, hits):
@@ -793,13 +793,13 @@ def plot_gallery(images, captions: Sequence[str], hits: Sequence[bool], *, ncols
         for spine in ax.spines.values():
             spine.set_edgecolor("#c0392b" if hit else "#bdc3c7")
             spine.set_linewidth(3 if hit else 1)
-        ax.set_title(caption, fontsize=8)
+        ax.set_title(caption, fontsize=9)
     if title:
         fig.suptitle(title)
     return fig
 
 
-def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 6):
+def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 4):
     """The ``k`` training samples of one run that ``signal`` finds most suspicious, as images.
 
     Each caption gives the rank, the label given to training, the suggested
