@@ -313,7 +313,7 @@ def plot_validation(runs: pd.DataFrame):
     paper = pretty(model_variants(paper[paper["dataset"].isin(set(runs["dataset"]))]))
     paper["model"] = "paper: " + paper["model"]
     glitches = [GLITCH_NAMES[g] for g in GLITCH_NAMES if GLITCH_NAMES[g] in set(ours["glitch"]) | set(paper["glitch"])]
-    datasets = list(dict.fromkeys(ours["dataset"]))
+    datasets = sorted(set(ours["dataset"]), key=lambda v: _rank("dataset", v))
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.6), squeeze=False, sharey=True)
     for ax, dataset in zip(axes[0], datasets):
         mine = ours[ours["dataset"] == dataset]
@@ -428,9 +428,11 @@ def ensure_results(settings: Sequence, store, *, compute: bool = True, progress:
 
 
 def status_summary(status: pd.DataFrame) -> pd.DataFrame:
-    """A :func:`status_table` summarised: rows dataset x model, one column per glitch kind.
+    """A status table summarised: rows dataset x model, one column per glitch kind, and the reasons.
 
-    A cell reads "5/5 done", "3/5 done, 2 missing", or "not runnable: <reason>".
+    A glitch cell reads "5/5 done", "3/5 done, 2 missing" or "not runnable";
+    the last column, ``why not runnable``, gives the distinct reasons of the
+    row's cells that cannot run here (empty when every cell can).
     """
     if status.empty:
         return pd.DataFrame()
@@ -439,7 +441,7 @@ def status_summary(status: pd.DataFrame) -> pd.DataFrame:
         counts = group["status"].value_counts()
         done, total = int(counts.get("done", 0)), len(group)
         if counts.get("not runnable", 0) == total:
-            return "not runnable: " + "; ".join(dict.fromkeys(group["reason"]))
+            return "not runnable"
         text = f"{done}/{total} done"
         for state, count in counts.items():
             if state != "done":
@@ -451,8 +453,12 @@ def status_summary(status: pd.DataFrame) -> pd.DataFrame:
         for (d, m, gl), group in status.groupby(["dataset", "model", "glitch"], sort=False)
     ]
     wide = pd.DataFrame(rows).pivot_table(index=["dataset", "model"], columns="glitch", values="text", aggfunc="first")
-    wide = _sort_rows(wide).reindex(columns=[g for g in _order(list(wide.columns), "glitch")]).fillna("")
-    return _pretty_index(wide, "glitch")
+    wide = wide.reindex(columns=[g for g in _order(list(wide.columns), "glitch")]).fillna("")
+    blocked = status[status["status"] == "not runnable"]
+    reasons = blocked.groupby(["dataset", "model"])["reason"].agg(lambda r: "; ".join(dict.fromkeys(r)))
+    if len(reasons):
+        wide["why not runnable"] = [reasons.get(index, "") for index in wide.index]
+    return _pretty_index(_sort_rows(wide), "glitch")
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -474,8 +480,9 @@ def provenance(runs: pd.DataFrame) -> pd.DataFrame:
     frame = runs[cols + ["seed"]].astype({c: str for c in cols})
     out = frame.groupby(cols, sort=True).agg(
         seeds=("seed", lambda s: ", ".join(str(v) for v in sorted(set(s)))), runs=("seed", "size")
-    )
-    return pretty(out.reset_index())
+    ).reset_index()
+    order = sorted(range(len(out)), key=lambda i: (_rank("dataset", out["dataset"][i]), _rank("model", out["model"][i])))
+    return pretty(out.iloc[order].reset_index(drop=True))
 
 
 def provenance_markdown(runs: pd.DataFrame, profile: str = "") -> str:

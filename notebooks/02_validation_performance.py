@@ -72,6 +72,18 @@ report.validation_side_by_side(runs)
 fig = report.plot_validation(runs)
 
 # %% [markdown]
+# ## The paper's models on this machine
+#
+# The paper's own grid (`paper` profile: MNIST, Fashion-MNIST and CIFAR-10 with
+# ResNet-20, ViT-B/16 and ConvNeXt-T) needs data files and weights that may not
+# be on the machine that built this book. Its status here, without computing
+# anything:
+
+# %%
+paper_status = report.ensure_results(g.experiments.profile_settings("paper"), store, compute=False)
+report.status_summary(paper_status)
+
+# %% [markdown]
 # ## What the glitches cost
 #
 # The accuracy of each run, per seed, shows the spread between seeds; the

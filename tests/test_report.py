@@ -133,7 +133,7 @@ def test_status_table():
 def test_provenance():
     runs = _runs()
     prov = report.provenance(runs)
-    assert len(prov) == 2
+    assert prov["dataset"].tolist() == ["MNIST", "Fashion-MNIST"]
     assert set(prov["seeds"]) == {"0, 1"}
     text = report.provenance_markdown(runs, "embedded")
     assert "abc123" in text and "embedded" in text and "seeds 0, 1" in text
@@ -204,11 +204,17 @@ def test_plot_histories():
 
 
 def test_status_summary():
-    settings = [FakeSettings(seed=0), FakeSettings(seed=1), FakeSettings(dataset="cifar10", model="resnet20")]
+    settings = [FakeSettings(seed=0), FakeSettings(seed=1), FakeSettings(dataset="cifar10", model="resnet20"),
+                FakeSettings(dataset="cifar10", model="resnet20", glitch="uniform")]
     status = report.status_table(settings, {settings[0].key()}, lambda s: (s.dataset != "cifar10", "no files"))
     table = report.status_summary(status)
     assert table.loc[("Fashion-MNIST", "EfficientNet-Lite0"), "class-based noise"] == "1/2 done, 1 missing"
-    assert table.loc[("CIFAR-10", "ResNet-20"), "class-based noise"] == "not runnable: no files"
+    assert table.loc[("Fashion-MNIST", "EfficientNet-Lite0"), "why not runnable"] == ""
+    runnable_only = report.status_summary(status[status.dataset != "cifar10"])
+    assert "why not runnable" not in runnable_only.columns
+    assert table.loc[("CIFAR-10", "ResNet-20"), "class-based noise"] == "not runnable"
+    assert table.loc[("CIFAR-10", "ResNet-20"), "why not runnable"] == "no files"
+    assert list(table.columns) == ["uniform noise", "class-based noise", "why not runnable"]
 
 
 def test_plot_validation():
