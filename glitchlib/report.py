@@ -814,6 +814,8 @@ def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 4
     class), the score and whether the sample really is a glitch (a red frame).
     ``settings`` None gives a figure saying there is no run.
     """
+    import torch
+
     from glitchlib import experiments
     from glitchlib.data import denormalize
 
@@ -822,7 +824,7 @@ def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 4
     scores = store.load_scores(settings.key())
     top = top_suspects(scores, signal, k)
     data = experiments.load_training_set(settings, store=store)
-    index = top["index"].to_numpy(dtype=np.int64)
+    index = torch.from_numpy(top["index"].to_numpy(dtype=np.int64, copy=True))
     images = denormalize(data.x[index]).numpy()
     names, captions = data.class_names, []
     for rank, row in enumerate(top.itertuples(index=False), start=1):

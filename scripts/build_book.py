@@ -36,7 +36,7 @@ OUTPUT = ROOT / "book"  # jupyter-book writes OUTPUT/_build/html
 #: Warnings in notebook output that are harmless and allowed: tqdm's notice
 #: that ipywidgets is not installed (it then draws text progress bars).
 ALLOWED_WARNINGS = (re.compile(r"TqdmWarning: IProgress not found"),)
-WARNING_LINE = re.compile(r"^\S*?(\w*Warning): .*$", re.MULTILINE)
+WARNING_LINE = re.compile(r"^.*\b\w*Warning: .*$", re.MULTILINE)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,6 +101,10 @@ def test_notebook_executes(path, tiny_store, tmp_path):
     notebook = json.loads(output.read_text(encoding="utf-8"))
     outputs = [o for c in notebook["cells"] for o in c.get("outputs", [])]
     assert not [o for o in outputs if o["output_type"] == "error"]
+    stderr = "".join("".join(o.get("text", "")) for o in outputs if o.get("name") == "stderr")
+    warnings = [line for line in re.findall(r"^.*\b\w*Warning: .*$", stderr, re.MULTILINE)
+                if "TqdmWarning: IProgress not found" not in line]
+    assert not warnings, warnings
     mimes = {m for o in outputs for m in o.get("data", {})}
     assert "image/png" in mimes, "a figure"
     assert any("<table" in "".join(o.get("data", {}).get("text/html", "")) for o in outputs), "a table"
