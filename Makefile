@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m ipykernel install --user --name glitchlib --display-name "Python (glitchlib)" >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name glitchlib --display-name "Python (glitchlib)" >/dev/null
 	touch $(STAMP)
 
 test: setup
@@ -38,4 +38,4 @@ bench: setup
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf book/_build book/_executed .pytest_cache
+	rm -rf book/_build notebooks/_executed .pytest_cache
