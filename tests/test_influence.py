@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glitchlib.influence import GaussianProjector, IdentityProjector, TracIn, resolve_layers
-from glitchlib.influence.gradients import Factors
+from glitchlib.influence.gradients import Factors, batched_gradients, flat_gradients
 
 TOL = 1e-4
 
@@ -60,6 +60,24 @@ class SequenceNet(nn.Module):
         h = torch.tanh(self.mix(torch.tanh(self.mix(h))))
         h = torch.tanh(F.linear(h, self.proj.weight, self.proj.bias))  # module never called
         return self.head(h)
+
+
+class OddConvNet(nn.Module):
+    """Convolutions with groups, reflect/circular padding, 'same'/'valid', dilation, stride, reuse."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 4, 3, padding="same", padding_mode="reflect", groups=2)
+        self.c2 = nn.Conv2d(4, 4, 3, stride=2, dilation=2, padding=2, padding_mode="circular")
+        self.c3 = nn.Conv2d(4, 4, (2, 3), padding="valid", bias=False)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.c1(x))
+        h = torch.tanh(self.c2(h))
+        h = torch.tanh(self.c3(h))
+        h = torch.tanh(self.c3(F.pad(h, (1, 1, 1, 0))))  # c3 used twice
+        return self.fc(h.mean((2, 3)))
 
 
 def randomise_bn(model: nn.Module, gen: torch.Generator) -> None:
@@ -151,7 +169,27 @@ def test_head_only_matches_brute_force_and_shares_activations():
     assert all(f.linear[0][0] is factors[0].linear[0][0] for f in factors)  # one A for all checkpoints
 
 
-def test_sequence_and_reused_linear_use_generic_path():
+def test_conv_variants_match_brute_force_and_torch_func():
+    gen = torch.Generator().manual_seed(8)
+    model = OddConvNet()
+    checkpoints = make_checkpoints(model, 2, seed=9)
+    x, xt = torch.randn(9, 2, 9, 9, generator=gen), torch.randn(5, 2, 9, 9, generator=gen)
+    y, yt = torch.randint(0, 3, (9,), generator=gen), torch.randint(0, 3, (5,), generator=gen)
+    names = ["c1.weight", "c1.bias", "c2.weight", "c2.bias", "c3.weight", "fc.weight", "fc.bias"]
+    ref_i, ref_si = brute_force(OddConvNet, checkpoints, names, x, y, xt, yt)
+    engine = TracIn(model, checkpoints, None, dtype=torch.float64, progress=False)
+    plan = engine._plan(x)
+    assert [layer.name for layer in plan.hooked] == ["c1", "c2", "c3"]
+    assert rel_err(engine.train_test(x, y, xt, yt), ref_i) <= 1e-10
+    assert rel_err(engine.self_influence(x, y), ref_si) <= 1e-10
+    # the hooked gradients equal torch.func's, block by block
+    params = engine._params[1]
+    hooked = batched_gradients(engine._model, params, (), plan.hooked, x.double(), y)[1]
+    func = flat_gradients(engine._model, params, plan.flat_parameters, x.double(), y, vmap_chunk=4)
+    assert all(rel_err(a, b) <= 1e-12 for a, b in zip(hooked, func))
+
+
+def test_sequence_and_reused_linear():
     gen = torch.Generator().manual_seed(5)
     model = SequenceNet()
     checkpoints = make_checkpoints(model, 2, seed=6)
@@ -162,7 +200,8 @@ def test_sequence_and_reused_linear_use_generic_path():
     engine = TracIn(model, checkpoints, None, dtype=torch.float64, progress=False)
     plan = engine._plan(x)
     assert [layer.name for layer in plan.closed_form] == ["head"]
-    assert [layer.name for layer in plan.generic] == ["tok", "mix", "proj"]
+    assert [layer.name for layer in plan.hooked] == ["tok", "mix"]
+    assert [layer.name for layer in plan.generic] == ["proj"]
     assert rel_err(engine.train_test(x, y, xt, yt), ref_i) <= 1e-10
     assert rel_err(engine.self_influence(x, y), ref_si) <= 1e-10
 
@@ -230,6 +269,14 @@ def test_self_influence_is_diagonal(conv_case):
     assert rel_err(torch.diag(engine.train_test(x, y, x, y)), engine.self_influence(x, y)) <= TOL
 
 
+def test_train_test_and_self_influence_in_one_pass(conv_case):
+    model, checkpoints, x, y, xt, yt = conv_case
+    engine = TracIn(model, checkpoints, CONV_LAYERS, chunk_size=5, test_chunk_size=4, progress=False)
+    influence, self_inf = engine.train_test_and_self_influence(x, y, xt, yt)
+    assert torch.equal(influence, engine.train_test(x, y, xt, yt))
+    assert rel_err(self_inf, engine.self_influence(x, y)) <= 1e-6
+
+
 def test_learning_rates_weight_checkpoints(conv_case):
     model, checkpoints, x, y, xt, yt = conv_case
     full = TracIn(model, checkpoints[:2], CONV_LAYERS, dtype=torch.float64, progress=False)
@@ -285,7 +332,7 @@ def test_container_expands_to_leaves(conv_case):
 
 # ---------------------------------------------------------------------- projection
 def test_identity_projector_is_a_no_op():
-    factors = Factors([(torch.ones(2, 3), torch.ones(2, 2))], torch.ones(2, 4))
+    factors = Factors([(torch.ones(2, 3), torch.ones(2, 2))], [torch.ones(2, 4)])
     assert IdentityProjector().project(factors, 0) is factors
 
 

@@ -89,8 +89,8 @@ def accumulate_cross(
                 p = ws.mm("grad", f_train.linear[k][1], f_test.linear[k][1].T)
                 out.addcmul_(s, p, value=lr)
     for f_train, f_test, lr in zip(train, test, lrs):
-        if f_train.flat is not None:
-            out.addmm_(f_train.flat, f_test.flat.T, alpha=lr)
+        for g_train, g_test in zip(f_train.flat, f_test.flat):
+            out.addmm_(g_train, g_test.T, alpha=lr)
     return out
 
 
@@ -103,8 +103,7 @@ def self_scores(factors: Sequence[Factors], learning_rates: Sequence[float]) -> 
     total = None
     for f, lr in zip(factors, learning_rates):
         parts = [_squared_norms(a) * _squared_norms(d) for a, d in f.linear]
-        if f.flat is not None:
-            parts.append(_squared_norms(f.flat))
+        parts += [_squared_norms(g) for g in f.flat]
         score = torch.stack(parts).sum(0) * float(lr)
         total = score if total is None else total + score
     return total

@@ -94,7 +94,7 @@ class GaussianProjector:
         for index, start in enumerate(range(0, g.shape[1], self.block)):
             cols = g[:, start : start + self.block]
             out.addmm_(cols, self.matrix_block(checkpoint, index, cols.shape[1], g).T)
-        return Factors([], out)
+        return Factors([], [out])
 
     def __repr__(self) -> str:
         return f"GaussianProjector(dim={self.dim}, seed={self.seed})"

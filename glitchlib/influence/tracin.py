@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .gradients import Factors, Plan, flat_gradients, linear_factors, make_plan
+from .gradients import Factors, Plan, batched_gradients, flat_gradients, make_plan
 from .kernels import Workspace, accumulate_cross, self_scores
 from .layers import InfluenceLayer, resolve_layers
 from .projection import GaussianProjector, IdentityProjector
@@ -38,8 +38,8 @@ _BLOCK_BYTES = 128 * 2**20  # budget for one output block (and each scratch matr
 _VMAP_CHUNK = 64
 
 
-def _ranges(n: int, size: int) -> list[tuple[int, int]]:
-    return [(start, min(start + size, n)) for start in range(0, n, size)]
+def _ranges(n: int, size: int, offset: int = 0) -> list[tuple[int, int]]:
+    return [(offset + start, offset + min(start + size, n)) for start in range(0, n, size)]
 
 
 def _as_tensor(value: Any, name: str) -> Tensor:
@@ -96,8 +96,10 @@ class TracIn:
     Gradients are exact per-sample gradients computed from batched passes, which
     relies on samples being independent in eval mode (no batch statistics).
     ``Linear`` layers applied once to 2-D inputs use the closed form
-    ``<g_i, g_j> = (a_i . a_j + 1)(d_i . d_j)``; all other influence layers use
-    ``torch.func`` per-sample gradients (see ``glitchlib.influence.gradients``).
+    ``<g_i, g_j> = (a_i . a_j + 1)(d_i . d_j)``; ``Conv2d`` layers (and ``Linear``
+    layers on sequences) get materialised per-sample gradients from the same
+    forward/backward hooks; layers whose module is never called fall back to
+    ``torch.func`` (see ``glitchlib.influence.gradients``).
     """
 
     def __init__(
@@ -263,7 +265,7 @@ class TracIn:
             for layer in plan.closed_form
         )
         params = dict(self._model.named_parameters())
-        return width + sum(params[p].numel() for p in plan.generic_parameters)
+        return width + sum(params[p].numel() for p in plan.flat_parameters)
 
     def _chunk_sizes(self, plan: Plan, m: int) -> tuple[int, int]:
         itemsize = torch.empty((), dtype=self.dtype).element_size()
@@ -275,24 +277,37 @@ class TracIn:
         )
         return train, test
 
-    def _factors(self, plan: Plan, x: Tensor, y: Tensor) -> list[Factors]:
-        """Factors of one chunk at every checkpoint (activations shared when equal)."""
+    def _buffers(self, plan: Plan, rows: int) -> list[list[Tensor]] | None:
+        """Per-checkpoint gradient blocks for ``rows`` samples, reused across training chunks."""
+        if not plan.flat_parameters:
+            return None
+        params = self._params[0]
+        return [
+            [torch.empty((rows, params[k].numel()), dtype=self.dtype, device=self.device)
+             for k in plan.flat_parameters]
+            for _ in self._params
+        ]
+
+    def _factors(
+        self, plan: Plan, x: Tensor, y: Tensor, buffers: list[list[Tensor]] | None = None
+    ) -> list[Factors]:
+        """Factors of one chunk at every checkpoint (input activations shared when equal)."""
         x, y = self._to_device(x), y.to(self.device)
         result: list[Factors] = []
-        for params, index in zip(self._params, self._indices):
-            linear = linear_factors(self._model, params, plan.closed_form, x, y)
-            flat = None
+        n_hooked = sum(len(layer.parameter_names) for layer in plan.hooked)
+        for t, (params, index) in enumerate(zip(self._params, self._indices)):
+            out = None if buffers is None else [b[: len(x)] for b in buffers[t]]
+            linear, flat = batched_gradients(
+                self._model, params, plan.closed_form, plan.hooked, x, y,
+                out=None if out is None else out[:n_hooked],
+            )
             if plan.generic:
-                flat = flat_gradients(
-                    self._model, params, plan.generic_parameters, x, y, vmap_chunk=_VMAP_CHUNK
+                flat += flat_gradients(
+                    self._model, params, plan.generic_parameters, x, y, vmap_chunk=_VMAP_CHUNK,
+                    out=None if out is None else out[n_hooked:],
                 )
             result.append(self.projector.project(Factors(linear, flat), index))
         return _share_activations(result)
-
-    def _factors_in_chunks(self, plan: Plan, x: Tensor, y: Tensor, size: int) -> list[Factors]:
-        chunks = [self._factors(plan, x[a:b], y[a:b]) for a, b in _ranges(len(x), size)]
-        per_checkpoint = [Factors.cat([c[t] for c in chunks]) for t in range(self.n_checkpoints)]
-        return _share_activations(per_checkpoint)
 
     # ------------------------------------------------------------- public API
     def self_influence(self, x: Any, y: Any) -> Tensor:
@@ -318,8 +333,9 @@ class TracIn:
         plan = self._plan(x)
         self._check_labels(y, plan, "y")
         size, _ = self._chunk_sizes(plan, 1)
+        buffers = self._buffers(plan, min(size, len(x)))
         for start, stop in tqdm(_ranges(len(x), size), desc="TracIn self-influence", disable=not self.progress):
-            factors = self._factors(plan, x[start:stop], y[start:stop])
+            factors = self._factors(plan, x[start:stop], y[start:stop], buffers)
             out[start:stop] = self_scores(factors, self._lrs).to("cpu")
         return out
 
@@ -343,6 +359,27 @@ class TracIn:
             ``n x m`` on the CPU, dtype of the engine. Positive ``I[i, j]`` means
             training sample ``i`` lowered the loss of test sample ``j``.
         """
+        return self._train_test(x_train, y_train, x_test, y_test, with_self=False)[0]
+
+    def train_test_and_self_influence(
+        self, x_train: Any, y_train: Any, x_test: Any, y_test: Any
+    ) -> tuple[Tensor, Tensor]:
+        """``train_test(...)`` and ``self_influence(x_train, y_train)`` in one pass.
+
+        Self-influence comes from the training gradients the matrix needs anyway,
+        so this costs about as much as ``train_test`` alone. Arguments as in
+        :meth:`train_test`.
+
+        Returns
+        -------
+        (Tensor, Tensor)
+            The ``n x m`` matrix ``I`` and the ``(n,)`` vector ``SI``, on the CPU.
+        """
+        return self._train_test(x_train, y_train, x_test, y_test, with_self=True)
+
+    def _train_test(
+        self, x_train: Any, y_train: Any, x_test: Any, y_test: Any, *, with_self: bool
+    ) -> tuple[Tensor, Tensor | None]:
         x_train, y_train = self._inputs(x_train, y_train, "x_train", "y_train")
         x_test, y_test = self._inputs(x_test, y_test, "x_test", "y_test")
         if x_train.shape[1:] != x_test.shape[1:]:
@@ -352,28 +389,41 @@ class TracIn:
             )
         n, m = len(x_train), len(x_test)
         out = torch.zeros(n, m, dtype=self.dtype)
-        if n == 0 or m == 0:
-            return out
+        self_inf = torch.zeros(n, dtype=self.dtype) if with_self else None
+        if n == 0:
+            return out, self_inf
         plan = self._plan(x_train)
         self._check_labels(y_train, plan, "y_train")
         self._check_labels(y_test, plan, "y_test")
+        if m == 0:
+            return out, (self.self_influence(x_train, y_train) if with_self else None)
         train_size, test_size = self._chunk_sizes(plan, m)
-        train_ranges, test_ranges = _ranges(n, train_size), _ranges(m, test_size)
-        bar = tqdm(total=len(train_ranges) * len(test_ranges), desc="TracIn train-test", disable=not self.progress)
+        train_ranges = _ranges(n, train_size)
+        buffers = self._buffers(plan, min(train_size, n))
+        blocks = _ranges(m, test_size)
         on_cpu = self.device.type == "cpu"
-        with bar:
-            for j0, j1 in test_ranges:
-                test = self._factors_in_chunks(plan, x_test[j0:j1], y_test[j0:j1], train_size)
+        with tqdm(total=len(train_ranges) * len(blocks), desc="TracIn train-test", disable=not self.progress) as bar:
+            for b, (j0, j1) in enumerate(blocks):
+                # the test block's factors, kept for all checkpoints, in chunks (no concatenation)
+                test = [
+                    (a - j0, c - j0, self._factors(plan, x_test[a:c], y_test[a:c]))
+                    for a, c in _ranges(j1 - j0, train_size, offset=j0)
+                ]
                 for i0, i1 in train_ranges:
-                    train = self._factors(plan, x_train[i0:i1], y_train[i0:i1])
-                    if on_cpu:
-                        accumulate_cross(out[i0:i1, j0:j1], train, test, self._lrs, self._workspace)
-                    else:
-                        block = torch.zeros(i1 - i0, j1 - j0, dtype=self.dtype, device=self.device)
-                        accumulate_cross(block, train, test, self._lrs, self._workspace)
+                    train = self._factors(plan, x_train[i0:i1], y_train[i0:i1], buffers)
+                    if self_inf is not None and b == 0:
+                        self_inf[i0:i1] = self_scores(train, self._lrs).to("cpu")
+                    block = (
+                        out[i0:i1, j0:j1]
+                        if on_cpu
+                        else torch.zeros(i1 - i0, j1 - j0, dtype=self.dtype, device=self.device)
+                    )
+                    for a, c, factors in test:
+                        accumulate_cross(block[:, a:c], train, factors, self._lrs, self._workspace)
+                    if not on_cpu:
                         out[i0:i1, j0:j1].copy_(block)
                     bar.update()
-        return out
+        return out, self_inf
 
 
 def _share_activations(factors: list[Factors]) -> list[Factors]:
