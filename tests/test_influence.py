@@ -21,6 +21,15 @@ from glitchlib.influence.gradients import Factors, batched_gradients, flat_gradi
 TOL = 1e-4
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These problems are tiny: one thread is faster, and immune to a busy shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """Largest absolute difference relative to the largest reference entry."""
     a, b = a.double(), b.double()

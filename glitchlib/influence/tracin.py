@@ -5,15 +5,17 @@ where ``g_t(z)`` is the gradient of the per-sample cross-entropy at checkpoint `
 with respect to the influence parameters.
 
 Work is streamed: the test set is split into blocks whose gradient factors (all
-checkpoints) fit a memory budget, the training set into chunks; each training
-sample's gradients are computed once per checkpoint and test block, each test
-sample's once per checkpoint, and only an ``n_chunk x m_block`` slice of the output
-is being written at any time. Peak memory beyond the returned matrix is roughly
+checkpoints) fit a memory budget (2 GiB), the training set into chunks (512 MiB of
+gradients); each training sample's gradients are computed once per checkpoint and
+test block, each test sample's once per checkpoint, and only a
+``chunk x test block`` slice of the output is written at a time. Peak memory
+beyond the returned matrix is roughly
 
-    T * (chunk_size + test_block) * dims * itemsize  +  3 * chunk_size * test_block * itemsize
+    T * test_block * dims * itemsize  +  chunk_size * (p + T * f) * itemsize  +  3 * chunk_size**2 * itemsize
 
-with ``T`` checkpoints and ``dims`` numbers per sample (``d_in + 1 + d_out`` per
-closed-form ``Linear`` layer, the parameter count of every other influence layer).
+with ``T`` checkpoints, ``f`` the closed-form numbers per sample (``d_in + 1 + d_out``
+per closed-form ``Linear`` layer), ``p`` the materialised ones (the parameter count
+of the other influence layers) and ``dims = f + p``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from .projection import GaussianProjector, IdentityProjector
 _TEST_BYTES = 2 * 2**30  # budget for cached test-side factors (all checkpoints)
 _TRAIN_BYTES = 512 * 2**20  # budget for one training chunk's factors (all checkpoints)
 _BLOCK_BYTES = 128 * 2**20  # budget for one output block (and each scratch matrix)
-_VMAP_CHUNK = 64
+_VMAP_CHUNK = 64  # samples per torch.func vmap call
+_FORWARD_BATCH = 1024  # samples per batched forward/backward pass
 
 
 def _ranges(n: int, size: int, offset: int = 0) -> list[tuple[int, int]]:
@@ -257,57 +260,119 @@ class TracIn:
         return x.to(device=self.device, dtype=cast)
 
     # ------------------------------------------------------------- factors
-    def _dims(self, plan: Plan) -> int:
-        if self.projector.dim is not None:
-            return self.projector.dim
-        width = sum(
-            layer.module.in_features + int(layer.has_bias) + layer.module.out_features
-            for layer in plan.closed_form
-        )
+    def _raw_dims(self, plan: Plan) -> tuple[int, int, int]:
+        """Numbers per sample and checkpoint: flat blocks, closed-form factors, closed-form materialised."""
         params = dict(self._model.named_parameters())
-        return width + sum(params[p].numel() for p in plan.flat_parameters)
+        flat = sum(params[p].numel() for p in plan.flat_parameters)
+        shapes = [
+            (layer.module.in_features + int(layer.has_bias), layer.module.out_features) for layer in plan.closed_form
+        ]
+        return flat, sum(i + o for i, o in shapes), sum(i * o for i, o in shapes)
 
     def _chunk_sizes(self, plan: Plan, m: int) -> tuple[int, int]:
+        """Training chunk and test block sizes from the memory budgets (unless given).
+
+        Test factors are kept for every checkpoint; a training chunk keeps the
+        closed-form factors of every checkpoint but only one checkpoint's flat
+        blocks at a time (or, with a projection, one materialised gradient).
+        """
         itemsize = torch.empty((), dtype=self.dtype).element_size()
-        per_sample = max(1, self.n_checkpoints * self._dims(plan) * itemsize)
-        test = self.test_chunk_size or max(1, min(m, _TEST_BYTES // per_sample))
-        test = min(test, max(m, 1))
+        flat, factored, materialised = self._raw_dims(plan)
+        t = self.n_checkpoints
+        if self.projector.dim is None:
+            per_test = t * (flat + factored) * itemsize
+            per_train = (flat + t * factored) * itemsize
+        else:
+            per_test = t * self.projector.dim * itemsize
+            per_train = (2 * (flat + materialised) + t * self.projector.dim) * itemsize
+        test = min(self.test_chunk_size or max(1, _TEST_BYTES // max(per_test, 1)), max(m, 1))
         train = self.chunk_size or int(
-            max(16, min(4096, _TRAIN_BYTES // per_sample, _BLOCK_BYTES // (test * itemsize)))
+            max(16, min(4096, _TRAIN_BYTES // max(per_train, 1), _BLOCK_BYTES // (test * itemsize)))
         )
         return train, test
 
-    def _buffers(self, plan: Plan, rows: int) -> list[list[Tensor]] | None:
-        """Per-checkpoint gradient blocks for ``rows`` samples, reused across training chunks."""
-        if not plan.flat_parameters:
+    def _buffers(self, plan: Plan, rows: int) -> list[Tensor] | None:
+        """Flat gradient blocks for ``rows`` samples, reused across checkpoints and training chunks.
+
+        None when there is nothing to materialise, or when a projection replaces
+        the blocks by projected copies anyway.
+        """
+        if not plan.flat_parameters or self.projector.dim is not None:
             return None
         params = self._params[0]
-        return [
-            [torch.empty((rows, params[k].numel()), dtype=self.dtype, device=self.device)
-             for k in plan.flat_parameters]
-            for _ in self._params
-        ]
+        return [torch.empty((rows, params[k].numel()), dtype=self.dtype, device=self.device)
+                for k in plan.flat_parameters]
 
-    def _factors(
-        self, plan: Plan, x: Tensor, y: Tensor, buffers: list[list[Tensor]] | None = None
-    ) -> list[Factors]:
-        """Factors of one chunk at every checkpoint (input activations shared when equal)."""
-        x, y = self._to_device(x), y.to(self.device)
-        result: list[Factors] = []
+    def _factors_at(
+        self, plan: Plan, x: Tensor, y: Tensor, t: int, buffers: list[Tensor] | None = None
+    ) -> Factors:
+        """Factors of samples ``x`` (on the device) at checkpoint ``t``, in forward batches."""
+        params, n = self._params[t], len(x)
         n_hooked = sum(len(layer.parameter_names) for layer in plan.hooked)
-        for t, (params, index) in enumerate(zip(self._params, self._indices)):
-            out = None if buffers is None else [b[: len(x)] for b in buffers[t]]
-            linear, flat = batched_gradients(
-                self._model, params, plan.closed_form, plan.hooked, x, y,
+        if buffers is None and plan.flat_parameters:
+            buffers = [params[k].new_empty((n, params[k].numel())) for k in plan.flat_parameters]
+        linear_parts = []
+        for a, b in _ranges(n, _FORWARD_BATCH):
+            out = None if buffers is None else [block[a:b] for block in buffers]
+            linear, _ = batched_gradients(
+                self._model, params, plan.closed_form, plan.hooked, x[a:b], y[a:b],
                 out=None if out is None else out[:n_hooked],
             )
             if plan.generic:
-                flat += flat_gradients(
-                    self._model, params, plan.generic_parameters, x, y, vmap_chunk=_VMAP_CHUNK,
-                    out=None if out is None else out[n_hooked:],
+                flat_gradients(
+                    self._model, params, plan.generic_parameters, x[a:b], y[a:b], vmap_chunk=_VMAP_CHUNK,
+                    out=out[n_hooked:],
                 )
-            result.append(self.projector.project(Factors(linear, flat), index))
-        return _share_activations(result)
+            linear_parts.append(linear)
+        linear = [
+            (torch.cat([part[k][0] for part in linear_parts]), torch.cat([part[k][1] for part in linear_parts]))
+            for k in range(len(plan.closed_form))
+        ]
+        flat = [] if buffers is None else [block[:n] for block in buffers]
+        return self.projector.project(Factors(linear, flat), self._indices[t])
+
+    def _factors(self, plan: Plan, x: Tensor, y: Tensor) -> list[Factors]:
+        """Factors of samples ``x`` at every checkpoint (input activations shared when equal)."""
+        x, y = self._to_device(x), y.to(self.device)
+        return _share_activations([self._factors_at(plan, x, y, t) for t in range(self.n_checkpoints)])
+
+    def _chunk(
+        self,
+        plan: Plan,
+        x: Tensor,
+        y: Tensor,
+        buffers: list[Tensor] | None,
+        block: Tensor | None,
+        test: list[tuple[int, int, list[Factors]]],
+        self_inf: Tensor | None,
+    ) -> None:
+        """Add one training chunk's influence to ``block`` and its self-influence to ``self_inf``.
+
+        Flat gradient blocks are used checkpoint by checkpoint (one buffer); the
+        closed-form factors of all checkpoints are combined at the end, so that
+        shared activations are multiplied once.
+        """
+        x, y = self._to_device(x), y.to(self.device)
+        linear = []
+        for t, lr in enumerate(self._lrs):
+            factors = self._factors_at(plan, x, y, t, buffers)
+            flat = Factors([], factors.flat)
+            if factors.flat:
+                if block is not None:
+                    for a, c, test_factors in test:
+                        accumulate_cross(block[:, a:c], [flat], [Factors([], test_factors[t].flat)], [lr],
+                                         self._workspace)
+                if self_inf is not None:
+                    self_inf += self_scores([flat], [lr])
+            linear.append(Factors(factors.linear, []))
+        if linear[0].linear:
+            linear = _share_activations(linear)
+            if block is not None:
+                for a, c, test_factors in test:
+                    accumulate_cross(block[:, a:c], linear, [Factors(f.linear, []) for f in test_factors],
+                                     self._lrs, self._workspace)
+            if self_inf is not None:
+                self_inf += self_scores(linear, self._lrs)
 
     # ------------------------------------------------------------- public API
     def self_influence(self, x: Any, y: Any) -> Tensor:
@@ -335,8 +400,9 @@ class TracIn:
         size, _ = self._chunk_sizes(plan, 1)
         buffers = self._buffers(plan, min(size, len(x)))
         for start, stop in tqdm(_ranges(len(x), size), desc="TracIn self-influence", disable=not self.progress):
-            factors = self._factors(plan, x[start:stop], y[start:stop], buffers)
-            out[start:stop] = self_scores(factors, self._lrs).to("cpu")
+            scores = torch.zeros(stop - start, dtype=self.dtype, device=self.device)
+            self._chunk(plan, x[start:stop], y[start:stop], buffers, None, [], scores)
+            out[start:stop] = scores.to("cpu")
         return out
 
     def train_test(self, x_train: Any, y_train: Any, x_test: Any, y_test: Any) -> Tensor:
@@ -410,16 +476,17 @@ class TracIn:
                     for a, c in _ranges(j1 - j0, train_size, offset=j0)
                 ]
                 for i0, i1 in train_ranges:
-                    train = self._factors(plan, x_train[i0:i1], y_train[i0:i1], buffers)
-                    if self_inf is not None and b == 0:
-                        self_inf[i0:i1] = self_scores(train, self._lrs).to("cpu")
                     block = (
                         out[i0:i1, j0:j1]
                         if on_cpu
                         else torch.zeros(i1 - i0, j1 - j0, dtype=self.dtype, device=self.device)
                     )
-                    for a, c, factors in test:
-                        accumulate_cross(block[:, a:c], train, factors, self._lrs, self._workspace)
+                    scores = None
+                    if self_inf is not None and b == 0:
+                        scores = torch.zeros(i1 - i0, dtype=self.dtype, device=self.device)
+                    self._chunk(plan, x_train[i0:i1], y_train[i0:i1], buffers, block, test, scores)
+                    if scores is not None:
+                        self_inf[i0:i1] = scores.to("cpu")
                     if not on_cpu:
                         out[i0:i1, j0:j1].copy_(block)
                     bar.update()
