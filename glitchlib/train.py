@@ -1,0 +1,284 @@
+"""Training the suffix: plain SGD, cross-entropy, shuffled mini-batches, one checkpoint per epoch.
+
+SPEC.md section 1.  ``fit`` trains a copy of the trainable suffix of a
+``GlitchModel`` on precomputed prefix features (``glitchlib.features``) and keeps,
+after every epoch, a ``Checkpoint``: the suffix's parameters and buffers and the
+learning rate of that epoch, which is exactly what TracIn needs (SPEC.md section 3).
+
+Mode of the suffix during training: ``train()`` (as in the paper's code), so a
+batch-norm layer inside the suffix (``layer3.2`` of ResNet-20, or every layer of a
+from-scratch model) normalises with batch statistics and updates its running
+statistics; dropout in a from-scratch suffix is active.  The checkpoints store the
+running statistics, and influence is computed later in eval mode, i.e. on the
+model as it would be used for prediction.  The frozen prefix is always in eval
+mode (see ``glitchlib.models.GlitchModel``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .features import _atomic_save, tensor_sha256
+
+__all__ = ["Checkpoint", "TrainResult", "fit", "evaluate_accuracy", "load_checkpoints"]
+
+_FILE = re.compile(r"^epoch_(\d{3,})\.pt$")
+
+
+class Checkpoint(NamedTuple):
+    """Weights after one epoch and the learning rate used in it (SPEC.md section 3).
+
+    ``state_dict`` holds every parameter and buffer of the suffix (CPU tensors),
+    so ``suffix.load_state_dict(checkpoint.state_dict)`` restores it.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    learning_rate: float
+
+
+class TrainResult(NamedTuple):
+    """Output of ``fit``.
+
+    Attributes
+    ----------
+    checkpoints : list of Checkpoint
+        One per epoch, in order.
+    history : pandas.DataFrame
+        Columns ``epoch`` (1-based), ``train_loss`` (mean cross-entropy over the
+        epoch's batches, weighted by batch size, in train mode), ``train_acc``
+        (accuracy over the same batches, as they were trained), ``val_acc``
+        (accuracy on the validation set after the epoch, eval mode; NaN without one).
+    final_model : nn.Module
+        The trained copy of the suffix, in eval mode, on the training device.
+    """
+
+    checkpoints: list[Checkpoint]
+    history: pd.DataFrame
+    final_model: nn.Module
+
+
+def _settings_dict(settings) -> dict[str, object]:
+    if hasattr(settings, "to_dict"):
+        return {k: settings.to_dict()[k] for k in ("lr", "batch_size", "epochs")}
+    return {"lr": settings.lr, "batch_size": settings.batch_size, "epochs": settings.epochs}
+
+
+def _state_sha(module: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor_sha256(value).encode())
+    return digest.hexdigest()
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device=None,
+                      batch_size: int = 512) -> float:
+    """Share of ``x`` whose argmax logit equals ``y``, with ``model`` in eval mode."""
+    device = torch.device("cpu") if device is None else torch.device(device)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start:start + batch_size].to(device))
+        correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
+    model.train(was_training)
+    return correct / len(x) if len(x) else float("nan")
+
+
+def _saved_epochs(directory: Path) -> list[int]:
+    return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _FILE.match(p.name)))
+
+
+def load_checkpoints(checkpoint_dir: str | os.PathLike) -> list[Checkpoint]:
+    """The per-epoch checkpoints a ``fit`` run persisted in ``checkpoint_dir``, in epoch order."""
+    directory = Path(checkpoint_dir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint_dir={str(checkpoint_dir)!r} does not exist.")
+    out = []
+    for epoch in _saved_epochs(directory):
+        saved = torch.load(directory / f"epoch_{epoch:03d}.pt", map_location="cpu", weights_only=True)
+        out.append(Checkpoint(saved["state_dict"], float(saved["learning_rate"])))
+    return out
+
+
+def _check_inputs(x_train, y_train, x_val, y_val) -> None:
+    if len(x_train) != len(y_train) or len(x_train) == 0:
+        raise ValueError(f"x_train ({len(x_train)}) and y_train ({len(y_train)}) need the same, "
+                         "non-zero length.")
+    if (x_val is None) != (y_val is None) or (x_val is not None and len(x_val) != len(y_val)):
+        raise ValueError("x_val and y_val must both be given (same length) or both be None.")
+    for name, y in (("y_train", y_train), ("y_val", y_val)):
+        if y is not None and (not isinstance(y, torch.Tensor) or y.dtype != torch.int64):
+            raise ValueError(f"{name} must be an int64 torch tensor of class indices.")
+
+
+def fit(
+    suffix: nn.Module,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor | None,
+    y_val: torch.Tensor | None,
+    settings,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a copy of ``suffix`` with plain SGD and cross-entropy; one checkpoint per epoch.
+
+    Parameters
+    ----------
+    suffix : nn.Module
+        The trainable part (``GlitchModel.suffix``), initialised (the head by
+        ``create``'s seed).  It is not modified: a deep copy is trained.
+    x_train : torch.Tensor
+        Suffix inputs ``(n_train, ...)``: prefix features from
+        ``glitchlib.features.compute_features`` (or images for an unfrozen model).
+    y_train : torch.Tensor
+        int64 ``(n_train,)`` labels as given (possibly noisy).
+    x_val, y_val : torch.Tensor or None
+        Clean validation set for ``val_acc``.
+    settings : TrainSettings
+        ``lr``, ``batch_size``, ``epochs``.  SGD has no momentum and no weight
+        decay; the learning rate is constant and stored in every checkpoint.
+    seed : int
+        Seeds the batch order (a ``torch.Generator``; a new permutation each epoch;
+        the last batch may be smaller) and the RNG of dropout, if any.  The
+        caller's global RNG state is left untouched.
+    device : str or torch.device, optional
+        Where to train (``None``: CPU).  Checkpoints are CPU tensors.
+    checkpoint_dir : path-like, optional
+        Directory where each epoch is saved atomically as ``epoch_NNN.pt`` with the
+        optimizer and RNG states.  A later call with the same directory, inputs,
+        settings, seed and initial suffix resumes after the last saved epoch and
+        gives the same checkpoints as an uninterrupted run; epochs already saved
+        are reused (also when fewer epochs are asked for).
+    progress : bool
+        Show a tqdm bar over epochs.
+
+    Returns
+    -------
+    TrainResult
+        ``checkpoints`` (one per epoch), ``history`` and ``final_model``.
+
+    Raises
+    ------
+    ValueError
+        Inconsistent inputs, bad settings, or a ``checkpoint_dir`` holding a run
+        with other inputs, settings, seed or initial weights.
+    """
+    _check_inputs(x_train, y_train, x_val, y_val)
+    config = _settings_dict(settings)
+    if config["lr"] <= 0 or config["batch_size"] < 1 or config["epochs"] < 1:
+        raise ValueError(f"settings {config}: need lr > 0, batch_size >= 1, epochs >= 1.")
+    device = torch.device("cpu") if device is None else torch.device(device)
+    model = copy.deepcopy(suffix).to(device)
+    fingerprint = {
+        "settings": {k: config[k] for k in ("lr", "batch_size")},
+        "seed": seed,
+        "x_train": tensor_sha256(x_train),
+        "y_train": tensor_sha256(y_train),
+        "initial_suffix": _state_sha(model),
+    }
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=config["lr"], momentum=0.0, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        return _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_val,
+                    y_val, device, checkpoint_dir, progress)
+
+
+def _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_val, y_val,
+         device, checkpoint_dir, progress) -> TrainResult:
+    checkpoints: list[Checkpoint] = []
+    rows: list[dict[str, float]] = []
+    directory = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        checkpoints, rows = _resume(directory, fingerprint, config["epochs"], model, optimizer,
+                                    generator, device)
+    lr, batch_size, n = config["lr"], config["batch_size"], len(x_train)
+    bar = tqdm(range(len(checkpoints) + 1, config["epochs"] + 1), desc="epochs", disable=not progress,
+               leave=False, initial=len(checkpoints), total=config["epochs"])
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, n, batch_size):
+            index = order[start:start + batch_size]
+            xb, yb = x_train[index].to(device), y_train[index].to(device)
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * len(index)
+            correct += int((logits.detach().argmax(1) == yb).sum())
+        val_acc = float("nan") if x_val is None else evaluate_accuracy(
+            model, x_val, y_val, device=device, batch_size=max(512, batch_size))
+        rows.append({"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n,
+                     "val_acc": val_acc})
+        checkpoints.append(Checkpoint(_cpu_state(model), float(lr)))
+        bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
+        if directory is not None:
+            _atomic_save({
+                "fingerprint": fingerprint, "epoch": epoch, "state_dict": checkpoints[-1].state_dict,
+                "learning_rate": float(lr), "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(), "rng": _rng_state(device), "history": rows,
+            }, directory / f"epoch_{epoch:03d}.pt")
+    model.eval()
+    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "train_acc", "val_acc"])
+    return TrainResult(checkpoints, history.astype({"epoch": "int64"}), model)
+
+
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _resume(directory, fingerprint, epochs, model, optimizer, generator, device):
+    """Load saved epochs 1..k (k <= epochs) and restore the training state after epoch k."""
+    saved = _saved_epochs(directory)
+    if saved != list(range(1, len(saved) + 1)):
+        raise ValueError(f"checkpoint_dir={str(directory)!r} holds epochs {saved}, not 1..k; "
+                         "use an empty directory.")
+    checkpoints, states = [], []
+    for epoch in saved[:epochs]:
+        state = torch.load(directory / f"epoch_{epoch:03d}.pt", map_location="cpu", weights_only=True)
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"checkpoint_dir={str(directory)!r} holds a run with other inputs, settings, seed "
+                "or initial weights; use another (or an empty) directory.")
+        checkpoints.append(Checkpoint(state["state_dict"], float(state["learning_rate"])))
+        states.append(state)
+    if not states:
+        return [], []
+    last = states[-1]
+    model.load_state_dict(last["state_dict"])
+    optimizer.load_state_dict(last["optimizer"])
+    generator.set_state(last["generator"])
+    torch.set_rng_state(last["rng"]["cpu"])
+    if device.type == "cuda" and "cuda" in last["rng"]:
+        torch.cuda.set_rng_state(last["rng"]["cuda"], device)
+    return checkpoints, [dict(row) for row in last["history"]]
