@@ -1,0 +1,179 @@
+"""Paper's ResNet setting: glitchlib's influence step against captum's TracInCP.
+
+Setting (SPEC.md sections 1 and 3): ResNet-20 (random weights; timing and
+agreement do not depend on them), 28x28 grey inputs, influence layers ``layer3.2``
+(its two convolutions) and ``fc``, ``--checkpoints`` checkpoints. The influence step
+is the four computations the signals need: self-influence, the train-to-validation
+matrix, and two counterfactual matrices at the last checkpoint with other labels.
+
+* glitchlib: prefix features computed once (timed and included), then
+  ``TracIn`` on the suffix; self-influence comes with the matrix
+  (``train_test_and_self_influence``), from the same training gradients.
+* captum: ``TracInCP`` on the full model, ``sample_wise_grads_per_batch=True``,
+  layers named by their leaves, checkpoints loaded from files, training batches
+  of ``--captum-batch`` (the paper's code used 4096), as the paper's code did.
+
+glitchlib runs at full size (``--n`` x ``--m``); captum would take too long there,
+so both also run on the first ``--n-captum`` training samples (same validation
+set), where the ratio and the agreement are measured; nothing is extrapolated.
+Wall-clock and process CPU seconds are both reported: on a shared machine the CPU
+seconds are the steadier figure (``--threads 1`` steadier still).
+
+Run: ``python benchmarks/influence_resnet.py [--n 6000 --m 1000 --n-captum 600 --threads 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def timed(call):
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = call()
+    return result, (time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm())
+
+
+def make_checkpoints(suffix: nn.Module, n: int, lr: float, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        state = {
+            k: v + 0.05 * v.std().nan_to_num() * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+            for k, v in suffix.state_dict().items()
+        }
+        out.append((state, lr))
+    return out
+
+
+def run_glitchlib(model, checkpoints, x, y, xt, yt, y_star, y_b):
+    from glitchlib.influence import TracIn
+
+    def features():
+        with torch.no_grad():
+            return (torch.cat([model.prefix(c) for c in x.split(1024)]),
+                    torch.cat([model.prefix(c) for c in xt.split(1024)]))
+
+    times, results = {}, {}
+    (f_train, f_test), times["features"] = timed(features)
+    engine = TracIn(model.suffix, checkpoints, model.influence_layers, progress=False)
+    (results["I"], results["SI"]), times["SI + I"] = timed(
+        lambda: engine.train_test_and_self_influence(f_train, y, f_test, yt))
+    results["I*"], times["I*"] = timed(lambda: engine.last_checkpoint().train_test(f_train, y_star, f_test, yt))
+    results["Ib"], times["Ib"] = timed(lambda: engine.last_checkpoint().train_test(f_train, y_b, f_test, yt))
+    return results, times
+
+
+def run_captum(model, checkpoints, x, y, xt, yt, y_star, y_b, batch_size):
+    from captum.influence import TracInCP
+
+    layers = [f"suffix.{name}" for name in model.influence_layers]
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for t, (state, lr) in enumerate(checkpoints):
+            paths.append(str(Path(tmp) / f"epoch{t}.pt"))
+            torch.save({"state": state, "lr": lr}, paths[-1])
+
+        def load(net, path):
+            saved = torch.load(path, weights_only=True)
+            net.suffix.load_state_dict(saved["state"])
+            return saved["lr"]
+
+        def tracin(labels, ckpts):
+            return TracInCP(
+                model, torch.utils.data.TensorDataset(x, labels), ckpts, checkpoints_load_func=load,
+                layers=layers, loss_fn=nn.CrossEntropyLoss(reduction="sum"), batch_size=batch_size,
+                sample_wise_grads_per_batch=True,
+            )
+
+        results, times = {}, {}
+        results["SI"], times["SI"] = timed(lambda: tracin(y, paths).self_influence(None))
+        results["I"], times["I"] = timed(lambda: tracin(y, paths).influence((xt, yt), k=None).T)
+        results["I*"], times["I*"] = timed(lambda: tracin(y_star, paths[-1:]).influence((xt, yt), k=None).T)
+        results["Ib"], times["Ib"] = timed(lambda: tracin(y_b, paths[-1:]).influence((xt, yt), k=None).T)
+    return results, times
+
+
+STEPS = ("features", "SI + I", "I*", "Ib")
+
+
+def report(t_full, n, m, ours, t_ours, theirs, t_theirs, nc, mc):
+    """Print glitchlib's full-size timings, then the same-size table against captum."""
+    if t_full is not None:
+        print(f"glitchlib at full size (n={n}, m={m}), wall / cpu s:")
+        for name in STEPS:
+            print(f"  {name:<9}{t_full[name][0]:>9.1f}{t_full[name][1]:>9.1f}")
+        total = [sum(t[i] for t in t_full.values()) for i in (0, 1)]
+        print(f"  {'total':<9}{total[0]:>9.1f}{total[1]:>9.1f}")
+    print(f"same size, both measured (n={nc}, m={mc}):")
+    print(f"{'step':<9}{'glitchlib wall / cpu s':>24}{'captum wall / cpu s':>24}{'ratio wall / cpu':>19}"
+          f"{'rel. error':>12}")
+    totals = [0.0, 0.0, 0.0, 0.0]
+    for name in STEPS:
+        ow, oc = t_ours[name]
+        cw, cc = (0.0, 0.0) if name == "features" else [sum(t_theirs[k][i] for k in name.split(" + ")) for i in (0, 1)]
+        totals = [a + b for a, b in zip(totals, (ow, oc, cw, cc))]
+        if name == "features":
+            print(f"{name:<9}{ow:>12.1f}{oc:>12.1f}{'(in every step)':>24}")
+            continue
+        err = max(rel_err(ours[k], theirs[k]) for k in name.split(" + "))
+        print(f"{name:<9}{ow:>12.1f}{oc:>12.1f}{cw:>12.1f}{cc:>12.1f}{cw / ow:>10.1f}{cc / oc:>9.1f}{err:>12.1e}")
+    ow, oc, cw, cc = totals
+    print(f"{'total':<9}{ow:>12.1f}{oc:>12.1f}{cw:>12.1f}{cc:>12.1f}{cw / ow:>10.1f}{cc / oc:>9.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=6000, help="training samples for glitchlib")
+    parser.add_argument("--m", type=int, default=1000, help="validation samples")
+    parser.add_argument("--n-captum", type=int, default=600, help="training samples for the comparison")
+    parser.add_argument("--checkpoints", type=int, default=7)
+    parser.add_argument("--captum-batch", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time glitchlib at full size")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from glitchlib.models import create
+
+    model = create("resnet20", 10, pretrained=False, freeze=True, seed=args.seed).eval()
+    checkpoints = make_checkpoints(model.suffix, args.checkpoints, lr=0.01, seed=args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.rand(args.n, 1, 28, 28, generator=gen) * 2 - 1
+    xt = torch.rand(args.m, 1, 28, 28, generator=gen) * 2 - 1
+    y = torch.randint(0, 10, (args.n,), generator=gen)
+    yt = torch.randint(0, 10, (args.m,), generator=gen)
+    y_star, y_b = (y + 1) % 10, (y + 2) % 10
+    nc = min(args.n_captum, args.n)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads")
+    print(f"setting: resnet20 28x28, layers {model.influence_layers}, T={args.checkpoints}, n={args.n}, m={args.m}")
+    warm = slice(0, 8)  # first calls pay one-off initialisation (oneDNN); keep it out of the timings
+    run_glitchlib(model, checkpoints, x[warm], y[warm], xt[warm], yt[warm], y_star[warm], y_b[warm])
+    run_captum(model, checkpoints, x[warm], y[warm], xt[warm], yt[warm], y_star[warm], y_b[warm], 8)
+    t_full = run_glitchlib(model, checkpoints, x, y, xt, yt, y_star, y_b)[1] if args.full else None
+    ours, t_ours = run_glitchlib(model, checkpoints, x[:nc], y[:nc], xt, yt, y_star[:nc], y_b[:nc])
+    theirs, t_theirs = run_captum(model, checkpoints, x[:nc], y[:nc], xt, yt, y_star[:nc], y_b[:nc],
+                                  args.captum_batch)
+    report(t_full, args.n, args.m, ours, t_ours, theirs, t_theirs, nc, args.m)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
