@@ -5,7 +5,8 @@
 each exactly once:
 
 1. ``I = engine.train_test(x_train, y_train, x_test, y_test)`` and
-   ``SI = engine.self_influence(x_train, y_train)``;
+   ``SI = engine.self_influence(x_train, y_train)``, in one pass through
+   ``engine.train_test_and_self_influence`` when the engine has it;
 2. the labels ``c*`` (NIL-opt argmin) and ``b`` (second largest positive class
    influence) from ``I``;
 3. ``I* = cf.train_test(x_train, c*, ...)`` and ``I^b = cf.train_test(x_train, b, ...)``
@@ -196,9 +197,13 @@ def compute_signals(
     with tqdm(total=4, desc="influence signals", disable=not progress) as bar:
         bar.set_postfix_str("I")
         start = perf_counter()
-        I = engine.train_test(x_train, y_train, x_test, y_test)
+        if hasattr(engine, "train_test_and_self_influence"):  # one pass over the training gradients
+            I, SI = engine.train_test_and_self_influence(x_train, y_train, x_test, y_test)
+        else:
+            I = engine.train_test(x_train, y_train, x_test, y_test)
+            SI = engine.self_influence(x_train, y_train)
         _check_shape(I, (n_train, n_test), "engine.train_test")
-        SI = _numpy(engine.self_influence(x_train, y_train))
+        SI = _numpy(SI)
         timings["influence"] += perf_counter() - start
         bar.update()
 

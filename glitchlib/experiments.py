@@ -666,8 +666,8 @@ class _Pipeline:
     def _stage_influence(self):
         f, y = self.features, self.labels
         engine = self._engine(self.checkpoints, self._layers(self.s.influence))
-        si = engine.self_influence(f["train"], y["train"]).float()
-        matrix = engine.train_test(f["train"], y["train"], f["test"], y["test"]).float()
+        matrix, si = engine.train_test_and_self_influence(f["train"], y["train"], f["test"], y["test"])
+        matrix, si = matrix.float(), si.float()
         self._set(matrices={"self_influence": si, "influence": matrix})
         self.entry.save_tensor(_SELF_INFLUENCE, si)
         self.entry.save_tensor(_INFLUENCE, matrix)
