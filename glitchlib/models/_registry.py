@@ -294,6 +294,12 @@ def create(
         new linear head on the 1280 pooled features; inputs resized to
         ``EFFICIENTNET_LITE0_INPUT_SIZE``), or ``"timm:<model>"`` (any timm model,
         classifier replaced, prefix = features and pooling).  SPEC.md section 1.
+
+        ``efficientnet_lite0`` trains the head only, like ViT and ConvNeXt in the
+        paper: its prefix output is one 1280-vector per image (cheap to cache) and
+        TracIn's gradients are those of a linear layer.  Training the last 1x1 conv
+        block as well would cache a 320 x 4 x 4 map per image (at 128 px) and add
+        410 k influence parameters.
     n_classes : int
         Outputs of the new head.
     pretrained : bool
