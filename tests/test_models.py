@@ -286,3 +286,31 @@ def test_timm_model_head_replaced():
     assert models.create("timm:resnet10t", 4, pretrained=False, input_size=64).input_size == 64
     scratch = models.create("timm:resnet10t", 4, pretrained=False)
     assert scratch.head_layers == ["net.fc"] and scratch.suffix.net.fc.out_features == 4
+
+
+def test_timm_download_failure_names_the_weights_argument(monkeypatch):
+    import timm
+
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise OSError("offline")
+        return real(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(FileNotFoundError, match="weights=") as info:
+        models.create("timm:resnet10t", 4)
+    assert "resnet10t" in str(info.value)
+
+
+def test_timm_weights_file_loads(tmp_path):
+    import timm
+
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in timm.create_model("resnet10t").state_dict().items()}
+    path = tmp_path / "resnet10t.pth"
+    torch.save(state, path)
+    model = models.create("timm:resnet10t", 4, weights=path)
+    assert torch.equal(model.prefix.net.conv1[0].weight, state["conv1.0.weight"])
+    assert model.weights_id == _weights.weights_id(path)
