@@ -134,7 +134,7 @@ def sweep_settings(model_name, x_train, y_train, x_val, y_val, lrs, epochs, batc
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["sizes", "settings"])
+    parser.add_argument("stage", nargs="?", default="sizes", choices=["sizes", "settings"])
     parser.add_argument("--dataset", default="fmnist")
     parser.add_argument("--model", default="efficientnet_lite0",
                         help="settings stage: <model> (pretrained, frozen), <model>-random "
