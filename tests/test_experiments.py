@@ -94,7 +94,9 @@ def test_stored_scores_agree_with_stored_matrices_and_metrics(finished):
     matrix, si = result.matrix("influence"), result.matrix("self_influence")
     assert matrix.shape == (110, 40) and matrix.dtype == torch.float32
     assert result.matrix("influence_cnci").shape == result.matrix("influence_pcid").shape == (110, 40)
-    np.testing.assert_allclose(scores["mi"], matrix.double().sum(1).numpy(), rtol=1e-5, atol=1e-9)
+    # float32 sums of mixed-sign rows: tolerance relative to the row's absolute sum
+    row_scale = matrix.double().abs().sum(1).numpy()
+    np.testing.assert_array_less(np.abs(scores["mi"] - matrix.double().sum(1).numpy()), 1e-6 * row_scale + 1e-9)
     np.testing.assert_allclose(scores["si"], si.double().numpy(), rtol=1e-6)
     kind = scores["kind"].to_numpy()
     assert (kind == "anomaly").sum() == 10 and (kind[-10:] == "anomaly").all()  # appended last
