@@ -1,0 +1,128 @@
+"""Tables and figures of the book, from the results store's tidy tables.
+
+The notebooks in ``notebooks/`` read the results store through the tidy loaders
+of :mod:`glitchlib.store` (``load_runs``, ``load_metrics``, ``load_histories``,
+``load_timings``, ``load_scores``) and turn those pandas tables into what a
+reader sees with the functions below: mean ± std formatting over seeds, the
+paper's numbers (SPEC.md section 6) as tables, side-by-side comparisons, and
+seaborn figures. Apart from :func:`~glitchlib.report.runs.ensure_results`,
+every function is pure: a table in, a table or a matplotlib figure out.
+
+Scores follow the library's rule: a higher score means more likely a glitch.
+
+Every public name is available here, whichever module defines it
+(``from glitchlib import report; report.metric_table(...)``); each module of
+the package has one job:
+
+:mod:`~glitchlib.report.names`
+    display names of datasets, models, glitch kinds and signals, and the order
+    of their rows;
+:mod:`~glitchlib.report.tables`
+    mean ± std over seeds, the paper's numbers beside ours, detection, claim,
+    repair, training accuracy and cost tables;
+:mod:`~glitchlib.report.plots`
+    figures across runs;
+:mod:`~glitchlib.report.runs`
+    the runs of a chapter: their settings, computing the missing ones, their
+    status and provenance;
+:mod:`~glitchlib.report.samples`
+    one run's training samples: the most suspicious ones as images, label
+    confusion and repairs.
+"""
+
+from __future__ import annotations
+
+from .names import DATASET_NAMES, GLITCH_NAMES, MODEL_NAMES, SIGNAL_NAMES, SIGNAL_ORDER, model_variants, pretty
+from .plots import plot_histories, plot_metric, plot_stages, plot_validation
+from .runs import (
+    at_ratio,
+    ensure_results,
+    pick_run,
+    provenance,
+    provenance_markdown,
+    run_caption,
+    run_scores,
+    select_keys,
+    status_summary,
+    status_table,
+    with_glitch,
+)
+from .samples import (
+    confusion_table,
+    label_confusion,
+    plot_confusion,
+    plot_gallery,
+    repair_summary,
+    suspect_gallery,
+    top_suspects,
+)
+from .tables import (
+    DETECTION_STAGES,
+    PAPER_SIGNAL_SHARE,
+    PAPER_TRAIN_ACCURACY,
+    PAPER_VALIDATION,
+    characterization_table,
+    claim_table,
+    compare_signals,
+    cost_table,
+    format_mean_std,
+    mean_std,
+    mean_std_table,
+    metric_table,
+    paper_validation,
+    repair_table,
+    train_accuracy_table,
+    training_notes,
+    training_settings_table,
+    validation_side_by_side,
+)
+
+__all__ = [
+    "DATASET_NAMES",
+    "MODEL_NAMES",
+    "GLITCH_NAMES",
+    "SIGNAL_NAMES",
+    "SIGNAL_ORDER",
+    "PAPER_VALIDATION",
+    "PAPER_TRAIN_ACCURACY",
+    "PAPER_SIGNAL_SHARE",
+    "DETECTION_STAGES",
+    "pretty",
+    "model_variants",
+    "format_mean_std",
+    "mean_std",
+    "mean_std_table",
+    "paper_validation",
+    "training_settings_table",
+    "training_notes",
+    "validation_side_by_side",
+    "select_keys",
+    "with_glitch",
+    "status_table",
+    "ensure_results",
+    "status_summary",
+    "plot_validation",
+    "claim_table",
+    "repair_summary",
+    "provenance",
+    "provenance_markdown",
+    "metric_table",
+    "plot_metric",
+    "confusion_table",
+    "plot_confusion",
+    "top_suspects",
+    "plot_gallery",
+    "suspect_gallery",
+    "pick_run",
+    "run_caption",
+    "run_scores",
+    "label_confusion",
+    "cost_table",
+    "train_accuracy_table",
+    "repair_table",
+    "characterization_table",
+    "plot_stages",
+    "compare_signals",
+    "at_ratio",
+    "plot_histories",
+]
