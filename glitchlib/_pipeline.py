@@ -1,0 +1,377 @@
+"""The stages of :func:`glitchlib.experiments.run` and the files they keep in a results entry.
+
+``_Pipeline`` computes one stage at a time and reads the outputs of finished
+stages back from the entry; :mod:`glitchlib.experiments` runs the stages in
+order, records them in the stage log and reads the finished entry back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import ExperimentSettings
+from .store import HISTORY_FILE, METRICS_FILE, SCORES_FILE, Entry, IncompatibleEntry, Store, file_lock
+
+# Files of the stages, relative to the entry's directory.
+_DATA_JSON, _DATA_NPZ = "data.json", "data.npz"
+_GLITCH_NPZ, _GLITCH_JSON = "glitch.npz", "glitch.json"
+_FEATURES_JSON = "features.json"
+_CHECKPOINT_DIR, _TRAINING_JSON = "checkpoints", "training.json"
+_SELF_INFLUENCE, _INFLUENCE = "matrices/self_influence.pt", "matrices/influence.pt"
+_INFLUENCE_CNCI, _INFLUENCE_PCID = "matrices/influence_cnci.pt", "matrices/influence_pcid.pt"
+_COUNTERFACTUAL_NPZ = "counterfactual.npz"
+_SUMMARY_JSON = "summary.json"
+
+
+def _train_dict(train) -> dict[str, Any]:
+    values = train.to_dict()
+    return {k: values[k] for k in ("lr", "batch_size", "epochs")}
+
+
+def _fingerprint(*tensors: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    for t in tensors:
+        array = t.detach().cpu().contiguous().numpy()
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _subsample(y: torch.Tensor, n: int | None, seed: int, name: str) -> np.ndarray:
+    """Indices of a seeded stratified sub-sample of ``n`` samples (all, in order, when ``n`` is None)."""
+    from .data import stratified_indices
+
+    total = len(y)
+    if n is None or n == total:
+        return np.arange(total, dtype=np.int64)
+    if n > total:
+        raise ValueError(f"{name}={n} exceeds the {total} samples loaded; use at most {total} or None")
+    return stratified_indices(y.numpy(), n / total, seed)
+
+
+def _none_if_nan(value) -> Any:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+@torch.no_grad()
+def _predict(module: torch.nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+    module = module.to(device).eval()
+    out = [module(x[i:i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+
+def _accuracy(pred: torch.Tensor, y: np.ndarray, select: np.ndarray) -> float | None:
+    if not select.any():
+        return None
+    return float((pred.numpy()[select] == y[select]).mean())
+
+
+class _Pipeline:
+    """The stages of one run and the artefacts they share.
+
+    Each artefact is a cached property that reads the output of its (finished)
+    stage from the entry, so a resumed run loads exactly what it needs. A stage
+    method computes, saves and returns ``(files, info)`` for the stage log, and
+    seeds the cached properties with what it computed.
+    """
+
+    def __init__(self, settings: ExperimentSettings, store: Store, entry: Entry, progress: bool):
+        self.s = settings
+        self.store = store
+        self.entry = entry
+        self.progress = progress
+        self.device = torch.device(settings.device)
+
+    def _set(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    # ------------------------------------------------------------ data
+    @cached_property
+    def loaded(self):
+        from . import data
+
+        return data.load(self.s.dataset, seed=self.s.seed, subset=self.s.subset, root=self.s.data_root)
+
+    @cached_property
+    def ood_pool(self):
+        from . import data
+
+        return data.load_ood(self.s.dataset, seed=self.s.seed, root=self.s.data_root)
+
+    @cached_property
+    def split(self) -> dict[str, Any]:
+        info = self.entry.read_json(_DATA_JSON)
+        index = self.entry.load_arrays(_DATA_NPZ)
+        split = self._take(index["train_index"], index["test_index"])
+        if _fingerprint(split["x_train"], split["y_train"], split["x_test"], split["y_test"]) != info["fingerprint"]:
+            raise IncompatibleEntry("the dataset differs from the one the entry was started with")
+        return split
+
+    def _take(self, train_index: np.ndarray, test_index: np.ndarray) -> dict[str, Any]:
+        d = self.loaded
+        return {
+            "x_train": d.x_train[train_index], "y_train": d.y_train[train_index],
+            "x_test": d.x_test[test_index], "y_test": d.y_test[test_index],
+            "n_classes": d.n_classes, "class_names": list(d.class_names), "source": d.source,
+        }
+
+    def _stage_data(self):
+        d = self.loaded
+        train_index = _subsample(d.y_train, self.s.n_train, self.s.seed, "n_train")
+        test_index = _subsample(d.y_test, self.s.n_test, self.s.seed, "n_test")
+        split = self._take(train_index, test_index)
+        self._set(split=split)
+        self.entry.save_arrays(_DATA_NPZ, train_index=train_index, test_index=test_index)
+        self.entry.write_json(_DATA_JSON, {
+            "source": d.source, "n_classes": d.n_classes, "class_names": split["class_names"],
+            "n_train": len(train_index), "n_test": len(test_index), "n_loaded_train": len(d.y_train),
+            "n_loaded_test": len(d.y_test),
+            "fingerprint": _fingerprint(split["x_train"], split["y_train"], split["x_test"], split["y_test"]),
+        })
+        return [_DATA_JSON, _DATA_NPZ], {}
+
+    # ---------------------------------------------------------- inject
+    @cached_property
+    def glitch(self) -> dict[str, Any]:
+        arrays = self.entry.load_arrays(_GLITCH_NPZ)
+        arrays["kind"] = arrays["kind"].astype(str)
+        return arrays
+
+    @cached_property
+    def dirty_inputs(self) -> torch.Tensor:
+        ood_index = self.glitch["ood_index"]
+        x = self.split["x_train"]
+        if len(ood_index):
+            x = torch.cat([x, self.ood_pool.x[torch.from_numpy(ood_index)]])
+        return x
+
+    def _stage_inject(self):
+        from . import glitches
+
+        s, split = self.s, self.split
+        pool = self.ood_pool if s.glitch in ("anomalies", "mixed") else None
+        g = glitches.inject(
+            s.glitch, split["y_train"].numpy(), s.ratio, s.seed, x=split["x_train"],
+            x_ood=None if pool is None else pool.x, y_ood=None if pool is None else pool.y.numpy(),
+            n_classes=split["n_classes"], n_contaminated=s.n_contaminated,
+        )
+        arrays = {
+            "y": np.asarray(g.y, dtype=np.int64), "y_true": np.asarray(g.y_true, dtype=np.int64),
+            "mask": np.asarray(g.mask, dtype=bool), "kind": np.asarray(g.kind).astype(str),
+            "ood_index": np.asarray(g.ood_index, dtype=np.int64),
+        }
+        self._set(glitch=arrays)
+        targets = g.target_classes
+        self.entry.save_arrays(_GLITCH_NPZ, **arrays)
+        self.entry.write_json(_GLITCH_JSON, {
+            "glitch": s.glitch, "n_glitches": int(arrays["mask"].sum()),
+            "n_mislabeled": int((arrays["kind"] == "mislabeled").sum()),
+            "n_anomalies": int((arrays["kind"] == "anomaly").sum()),
+            "target_classes": {str(k): int(v) for k, v in targets.items()} if targets else None,
+            "ood_source": self.ood_pool.source_name if len(arrays["ood_index"]) else None,
+        })
+        return [_GLITCH_NPZ, _GLITCH_JSON], {}
+
+    # -------------------------------------------------------- features
+    @cached_property
+    def model(self):
+        from . import models
+
+        return models.create(self.s.model, self.split["n_classes"], pretrained=self.s.pretrained,
+                             weights=self.s.weights, seed=self.s.seed)
+
+    @cached_property
+    def features(self) -> dict[str, torch.Tensor]:
+        """Suffix inputs: ``train`` (dirty training set, anomalies appended) and ``test``."""
+        from . import features
+
+        model, cache = self.model, self.store.features_dir
+        name = f"features-{self.s.dataset}-{model.name}-{model.weights_id}"
+        lock = self.store.lock_path(re.sub(r"[^A-Za-z0-9_.-]+", "_", name))
+
+        def compute(x):
+            return features.compute_features(model, x, device=self.device, cache_dir=cache, progress=self.progress)
+
+        with file_lock(lock):  # one process computes a feature set, the others then read it
+            train, test = compute(self.split["x_train"]), compute(self.split["x_test"])
+            ood_index = self.glitch["ood_index"]
+            if len(ood_index):
+                train = torch.cat([train, compute(self.ood_pool.x[torch.from_numpy(ood_index)])])
+        return {"train": train, "test": test}
+
+    def _stage_features(self):
+        f = self.features
+        self.entry.write_json(_FEATURES_JSON, {
+            "model": self.model.name, "weights_id": self.model.weights_id, "input_size": self.model.input_size,
+            "train_shape": list(f["train"].shape), "test_shape": list(f["test"].shape),
+            "cache_dir": str(self.store.features_dir),
+        })
+        return [_FEATURES_JSON], {}
+
+    # -------------------------------------------------------- training
+    @cached_property
+    def train_settings(self):
+        from .experiments import resolve_training_settings
+
+        return resolve_training_settings(self.s)
+
+    @cached_property
+    def checkpoints(self) -> list:
+        from . import train
+
+        checkpoints = train.load_checkpoints(self.entry.file(_CHECKPOINT_DIR))
+        return checkpoints[: self.train_settings.epochs]
+
+    @cached_property
+    def labels(self) -> dict[str, torch.Tensor]:
+        return {"train": torch.from_numpy(self.glitch["y"]), "test": self.split["y_test"]}
+
+    def _stage_training(self):
+        from . import train
+
+        f, y = self.features, self.labels
+        result = train.fit(self.model.suffix, f["train"], y["train"], f["test"], y["test"], self.train_settings,
+                           seed=self.s.seed, device=self.device, checkpoint_dir=self.entry.file(_CHECKPOINT_DIR),
+                           progress=self.progress)
+        self._set(checkpoints=list(result.checkpoints))
+        final = result.final_model
+        kind, given = self.glitch["kind"], self.glitch["y"]
+        train_pred = _predict(final, f["train"], self.device)
+        test_pred = _predict(final, f["test"], self.device)
+        self.entry.write_frame(HISTORY_FILE, result.history)
+        self.entry.write_json(_TRAINING_JSON, {
+            "training": _train_dict(self.train_settings),
+            "val_acc": float((test_pred == y["test"]).double().mean()),
+            # accuracy against the labels given to training (SPEC.md section 6's claim)
+            "train_acc": float((train_pred.numpy() == given).mean()),
+            "train_acc_clean": _accuracy(train_pred, given, kind == "clean"),
+            "train_acc_mislabeled": _accuracy(train_pred, given, kind == "mislabeled"),
+            "train_acc_anomaly": _accuracy(train_pred, given, kind == "anomaly"),
+        })
+        files = sorted(f"{_CHECKPOINT_DIR}/{p.name}" for p in self.entry.file(_CHECKPOINT_DIR).glob("epoch_*.pt"))
+        return [HISTORY_FILE, _TRAINING_JSON, *files], {}
+
+    # ------------------------------------------------------- influence
+    def _layers(self, choice: str) -> list[str]:
+        return list(self.model.influence_layers if choice == "all" else self.model.head_layers)
+
+    def _engine(self, checkpoints, layers):
+        from . import influence
+
+        return influence.TracIn(self.model.suffix, checkpoints, layers, device=self.device,
+                                projection_dim=self.s.projection_dim, seed=self.s.seed, progress=self.progress)
+
+    @cached_property
+    def matrices(self) -> dict[str, torch.Tensor]:
+        e = self.entry
+        out = {"self_influence": e.load_tensor(_SELF_INFLUENCE), "influence": e.load_tensor(_INFLUENCE)}
+        if e.exists(_INFLUENCE_CNCI):
+            out.update(influence_cnci=e.load_tensor(_INFLUENCE_CNCI), influence_pcid=e.load_tensor(_INFLUENCE_PCID))
+        return out
+
+    def _stage_influence(self):
+        f, y = self.features, self.labels
+        engine = self._engine(self.checkpoints, self._layers(self.s.influence))
+        matrix, si = engine.train_test_and_self_influence(f["train"], y["train"], f["test"], y["test"])
+        matrix, si = matrix.float(), si.float()
+        self._set(matrices={"self_influence": si, "influence": matrix})
+        self.entry.save_tensor(_SELF_INFLUENCE, si)
+        self.entry.save_tensor(_INFLUENCE, matrix)
+        return [_SELF_INFLUENCE, _INFLUENCE], {"layers": self._layers(self.s.influence)}
+
+    # ------------------------------------------------- counterfactuals
+    @cached_property
+    def counterfactual_labels(self) -> dict[str, np.ndarray]:
+        return self.entry.load_arrays(_COUNTERFACTUAL_NPZ)
+
+    def _stage_counterfactuals(self):
+        from . import signals
+
+        f, y, n_classes = self.features, self.labels, self.split["n_classes"]
+        matrix, y_test = self.matrices["influence"], y["test"].numpy()
+        labels = {"cnci": signals.counterfactual_labels(matrix, y_test, n_classes),
+                  "pcid": signals.second_best_labels(matrix, y_test, n_classes)}
+        layers = self._layers(self.s.counterfactual)
+        engine = self._engine(self.checkpoints[-1:], layers)
+        for name, path in (("cnci", _INFLUENCE_CNCI), ("pcid", _INFLUENCE_PCID)):
+            cf = engine.train_test(f["train"], torch.from_numpy(labels[name]), f["test"], y["test"]).float()
+            self.matrices[f"influence_{name}"] = cf
+            self.entry.save_tensor(path, cf)
+        self._set(counterfactual_labels=labels)
+        self.entry.save_arrays(_COUNTERFACTUAL_NPZ, **labels)
+        return [_COUNTERFACTUAL_NPZ, _INFLUENCE_CNCI, _INFLUENCE_PCID], {"layers": layers}
+
+    # --------------------------------------------------------- signals
+    @cached_property
+    def scores(self) -> pd.DataFrame:
+        return self.entry.read_frame(SCORES_FILE)
+
+    def _stage_signals(self):
+        from . import detect
+
+        g, m, labels = self.glitch, self.matrices, self.counterfactual_labels
+        y_test = self.labels["test"].numpy()
+        report = detect.compute_signals_from_matrices(
+            m["influence"], m["self_influence"], m["influence_cnci"], m["influence_pcid"], g["y"], y_test,
+            n_classes=self.split["n_classes"],
+        )
+        table = pd.DataFrame({
+            "index": np.arange(len(g["y"])), "y": g["y"], "y_true": g["y_true"], "kind": g["kind"],
+            "mask": g["mask"], "suggested_label": labels["cnci"], "second_best_label": labels["pcid"],
+            "characterization": np.asarray(report.characterization).astype(str),
+        })
+        scores = report.scores.reset_index(drop=True)
+        table = pd.concat([table, scores], axis=1)
+        self._set(scores=table)
+        self.entry.write_frame(SCORES_FILE, table)
+        return [SCORES_FILE], {}
+
+    # --------------------------------------------------------- metrics
+    def _stage_metrics(self):
+        from . import metrics, signals
+
+        table, g = self.scores, self.glitch
+        mask, kind = g["mask"], g["kind"]
+        signal_names = [c for c in signals.SIGNALS if c in table.columns]
+        rows = [{"signal": name, "f1": metrics.detection_f1(table[name].to_numpy(), mask),
+                 "ap": metrics.average_precision(table[name].to_numpy(), mask),
+                 "auroc": metrics.auroc(table[name].to_numpy(), mask)} for name in signal_names]
+        self.entry.write_frame(METRICS_FILE, pd.DataFrame(rows, columns=["signal", "f1", "ap", "auroc"]))
+
+        mislabeled = kind == "mislabeled"
+        repair = metrics.repair_accuracy(table["suggested_label"].to_numpy(), g["y_true"], mislabeled) \
+            if mislabeled.any() else None
+        char = {}
+        if self.s.glitch == "mixed":
+            flagged = metrics.flag_top_k(table["cfrank"].to_numpy(), int(mask.sum()))
+            char = metrics.characterization_accuracy(table["characterization"].to_numpy(), kind, flagged)
+        training = self.entry.read_json(_TRAINING_JSON)
+        data_info = self.entry.read_json(_DATA_JSON)
+        summary = {
+            "n_train": int(len(g["y"])), "n_test": int(data_info["n_test"]), "n_glitches": int(mask.sum()),
+            "n_mislabeled": int(mislabeled.sum()), "n_anomalies": int((kind == "anomaly").sum()),
+            "val_acc": training["val_acc"],
+            "repair_acc": _none_if_nan(repair),
+            "char_acc_mislabeled": _none_if_nan(char.get("mislabeled")),
+            "char_acc_anomaly": _none_if_nan(char.get("anomaly")),
+            "char_acc": _none_if_nan(char.get("overall")),
+            "train_acc": training["train_acc"],
+            "train_acc_clean": training["train_acc_clean"],
+            "train_acc_mislabeled": training["train_acc_mislabeled"],
+            "train_acc_anomaly": training["train_acc_anomaly"],
+            "data_source": data_info["source"],
+            "weights_id": self.entry.read_json(_FEATURES_JSON)["weights_id"],
+        }
+        self.entry.write_json(_SUMMARY_JSON, summary)
+        return [METRICS_FILE, _SUMMARY_JSON], {}
