@@ -146,9 +146,10 @@ def _run_cell(settings: dict, root: str, threads: int | None) -> tuple[str, str 
 def summary_tables(store: Store | str | Path | None = None, keys: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """The summary tables of ``glitchlib report``: mean ± std over seeds.
 
-    Returns ``{"validation accuracy": ..., "F1 <glitch>": ..., ...}``: validation
-    accuracy per dataset x model (rows) and glitch (columns), and per glitch kind
-    the detection F1 of every signal (rows) per dataset x model (columns).
+    Returns ``{"validation accuracy": ..., "detection F1, <glitch> at ratio <r>": ...}``:
+    validation accuracy per dataset x model x ratio (rows) and glitch (columns), and
+    per glitch kind and ratio the detection F1 of every signal (rows) per
+    dataset x model (columns). Runs at different ratios are never averaged together.
     Restricted to ``keys`` when given.
     """
     from . import report
@@ -160,12 +161,14 @@ def summary_tables(store: Store | str | Path | None = None, keys: list[str] | No
     tables = {}
     if runs.empty:
         return tables
+    # runs at different glitch ratios are never averaged together
     runs, metrics = report.model_variants(runs), report.model_variants(metrics)
-    tables["validation accuracy"] = report.mean_std_table(runs, ["dataset", "model"], "glitch", "val_acc")
+    tables["validation accuracy"] = report.mean_std_table(runs, ["dataset", "model", "ratio"], "glitch", "val_acc")
     for glitch in [g for g in report.GLITCH_NAMES if g in set(metrics["glitch"])]:
-        part = metrics[metrics["glitch"] == glitch].copy()
-        part["run"] = part["dataset"].map(lambda d: report.DATASET_NAMES.get(d, d)) + " / " + part["model"]
-        table = report.mean_std_table(part, ["signal"], "run", "f1")
-        order = [report.SIGNAL_NAMES[s] for s in report.SIGNAL_ORDER if report.SIGNAL_NAMES[s] in table.index]
-        tables[f"detection F1, {report.GLITCH_NAMES[glitch]}"] = table.reindex(order)
+        for ratio in sorted(set(metrics.loc[metrics["glitch"] == glitch, "ratio"]), reverse=True):
+            part = metrics[(metrics["glitch"] == glitch) & (metrics["ratio"] == ratio)].copy()
+            part["run"] = part["dataset"].map(lambda d: report.DATASET_NAMES.get(d, d)) + " / " + part["model"]
+            table = report.mean_std_table(part, ["signal"], "run", "f1")
+            order = [report.SIGNAL_NAMES[s] for s in report.SIGNAL_ORDER if report.SIGNAL_NAMES[s] in table.index]
+            tables[f"detection F1, {report.GLITCH_NAMES[glitch]} at ratio {ratio:g}"] = table.reindex(order)
     return tables

@@ -76,3 +76,28 @@ def test_status_of_a_yaml_profile(tmp_path, capsys):
 def test_report_on_an_empty_store(tmp_path, capsys):
     assert cli.main(["report", "--store", str(tmp_path / "r")]) == 0
     assert "no finished runs" in capsys.readouterr().out
+
+
+def test_summary_tables_never_average_runs_at_different_ratios(tmp_path):
+    import pandas as pd
+
+    from glitchlib.grid import summary_tables
+    from glitchlib.store import Store
+
+    class FixedStore(Store):  # two seeds at 10 %, one run at 1 %
+        def load_runs(self):
+            return pd.DataFrame({"key": ["a", "b", "c"], "dataset": "mnist", "model": "efficientnet_lite0",
+                                 "glitch": "class-based", "ratio": [0.1, 0.1, 0.01], "seed": [0, 1, 0],
+                                 "pretrained": True, "influence": "all", "val_acc": [0.90, 0.92, 0.50]})
+
+        def load_metrics(self):
+            runs = self.load_runs()
+            return runs.drop(columns="val_acc").assign(signal="cnci", f1=[0.8, 0.6, 0.1], ap=0.5, auroc=0.5)
+
+    tables = summary_tables(FixedStore(tmp_path))
+    assert set(tables) == {"validation accuracy", "detection F1, class-based noise at ratio 0.1",
+                           "detection F1, class-based noise at ratio 0.01"}
+    assert tables["detection F1, class-based noise at ratio 0.1"].iloc[0, 0] == "0.70 ± 0.14"
+    assert tables["detection F1, class-based noise at ratio 0.01"].iloc[0, 0] == "0.10"
+    accuracy = tables["validation accuracy"].iloc[:, 0].tolist()
+    assert sorted(accuracy) == ["0.50", "0.91 ± 0.01"]
