@@ -287,4 +287,4 @@ def test_cli_run_reads_back_and_report_prints_tables(store, capsys, monkeypatch)
     out = capsys.readouterr().out
     assert "validation accuracy" in out and "CNCI" in out and "mixed" in out
     tables = summary_tables(store)
-    assert list(tables) == ["validation accuracy", "detection F1, mixed"]
+    assert list(tables) == ["validation accuracy", "detection F1, mixed at ratio 0.1"]
