@@ -476,25 +476,21 @@ class Store:
 
     def load_metrics(self) -> pd.DataFrame:
         """One row per (run, signal): detection F1, average precision, AUROC."""
-        frames = []
-        for record in self.records():
-            metrics = self.entry(record["key"]).read_frame(METRICS_FILE)
-            for column, value in reversed(list(_settings_columns(record).items())):
-                metrics.insert(0, column, value)
-            frames.append(metrics)
-        columns = ["key", *SETTINGS_COLUMNS, "signal", "f1", "ap", "auroc"]
-        return _concat(frames, columns)
+        return self._per_run_table(METRICS_FILE, ["signal", "f1", "ap", "auroc"])
 
     def load_histories(self) -> pd.DataFrame:
         """One row per (run, epoch): training loss and accuracy, validation accuracy."""
+        return self._per_run_table(HISTORY_FILE, ["epoch", "train_loss", "train_acc", "val_acc"])
+
+    def _per_run_table(self, filename: str, value_columns: list[str]) -> pd.DataFrame:
+        """Every complete run's table ``filename``, each row prefixed with the run's settings."""
         frames = []
         for record in self.records():
-            history = self.entry(record["key"]).read_frame(HISTORY_FILE)
+            frame = self.entry(record["key"]).read_frame(filename)
             for column, value in reversed(list(_settings_columns(record).items())):
-                history.insert(0, column, value)
-            frames.append(history)
-        columns = ["key", *SETTINGS_COLUMNS, "epoch", "train_loss", "train_acc", "val_acc"]
-        return _concat(frames, columns)
+                frame.insert(0, column, value)
+            frames.append(frame)
+        return _concat(frames, ["key", *SETTINGS_COLUMNS, *value_columns])
 
     def load_timings(self) -> pd.DataFrame:
         """One row per (run, stage): seconds the stage took when it was computed."""
