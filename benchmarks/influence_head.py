@@ -38,12 +38,11 @@ import math
 import os
 import platform
 import tempfile
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from influence_resnet import STEPS, report, timed  # shared with the ResNet benchmark
+from influence_resnet import STEPS, captum_checkpoint_files, report, timed  # shared with the ResNet benchmark
 
 
 def make_checkpoints(head: nn.Module, n: int, lr: float, seed: int = 0):
@@ -77,15 +76,7 @@ def run_captum(model, checkpoints, x, y, xt, yt, y_star, y_b, batch_size):
 
     head = f"suffix.{model.influence_layers[0]}"
     with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for t, (state, lr) in enumerate(checkpoints):
-            paths.append(str(Path(tmp) / f"epoch{t}.pt"))
-            torch.save({"state": state, "lr": lr}, paths[-1])
-
-        def load(net, path):
-            saved = torch.load(path, weights_only=True)
-            net.suffix.load_state_dict(saved["state"])
-            return saved["lr"]
+        paths, load = captum_checkpoint_files(checkpoints, tmp)
 
         def tracin(labels, ckpts):
             return TracInCPFast(

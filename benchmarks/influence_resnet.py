@@ -120,6 +120,25 @@ def clear_sample_grads(model: nn.Module) -> None:
             del parameter.sample_grad
 
 
+def captum_checkpoint_files(checkpoints, directory):
+    """Write ``(state_dict, lr)`` pairs as files for captum; return their paths and captum's load function.
+
+    The load function puts the suffix weights into the full model and returns
+    the checkpoint's learning rate, as captum's ``checkpoints_load_func`` must.
+    """
+    paths = []
+    for t, (state, lr) in enumerate(checkpoints):
+        paths.append(str(Path(directory) / f"epoch{t}.pt"))
+        torch.save({"state": state, "lr": lr}, paths[-1])
+
+    def load(net, path):
+        saved = torch.load(path, weights_only=True)
+        net.suffix.load_state_dict(saved["state"])
+        return saved["lr"]
+
+    return paths, load
+
+
 def run_captum(model, checkpoints, x, y, xt, yt, y_star, y_b, batch_size, paper=False):
     """captum's four quantities: layers named by their leaves, or (``paper=True``) as the paper's code ran it.
 
@@ -131,15 +150,7 @@ def run_captum(model, checkpoints, x, y, xt, yt, y_star, y_b, batch_size, paper=
     clear_sample_grads(model)  # stale ones from an earlier call would leak into a container's layers
     layers = [f"suffix.{name}" for name in (model.trained_layers if paper else model.influence_layers)]
     with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for t, (state, lr) in enumerate(checkpoints):
-            paths.append(str(Path(tmp) / f"epoch{t}.pt"))
-            torch.save({"state": state, "lr": lr}, paths[-1])
-
-        def load(net, path):
-            saved = torch.load(path, weights_only=True)
-            net.suffix.load_state_dict(saved["state"])
-            return saved["lr"]
+        paths, load = captum_checkpoint_files(checkpoints, tmp)
 
         def tracin(labels, ckpts):
             return TracInCP(
@@ -176,20 +187,27 @@ def report(t_full, n, m, ours, t_ours, theirs, t_theirs, nc, mc):
         total = [sum(t[i] for t in t_full.values()) for i in (0, 1)]
         print(f"  {'total':<9}{total[0]:>9.1f}{total[1]:>9.1f}")
     print(f"same size, both measured (n={nc}, m={mc}):")
+    errors = {name: max(rel_err(ours[k], theirs[k]) for k in name.split(" + ")) for name in STEPS[1:]}
+    print_step_table(t_ours, t_theirs, digits=1, errors=errors)
+
+
+def print_step_table(t_ours, t_theirs, *, digits: int, errors=None) -> None:
+    """One row per step of ``STEPS``: wall and CPU seconds of both libraries, their ratios, then totals."""
+    f = f">12.{digits}f"
     print(f"{'step':<9}{'glitchlib wall / cpu s':>24}{'captum wall / cpu s':>24}{'ratio wall / cpu':>19}"
-          f"{'rel. error':>12}")
+          + (f"{'rel. error':>12}" if errors else ""))
     totals = [0.0, 0.0, 0.0, 0.0]
     for name in STEPS:
         ow, oc = t_ours[name]
         cw, cc = (0.0, 0.0) if name == "features" else [sum(t_theirs[k][i] for k in name.split(" + ")) for i in (0, 1)]
         totals = [a + b for a, b in zip(totals, (ow, oc, cw, cc))]
         if name == "features":
-            print(f"{name:<9}{ow:>12.1f}{oc:>12.1f}{'(in every step)':>24}")
+            print(f"{name:<9}{ow:{f}}{oc:{f}}{'(in every step)':>24}")
             continue
-        err = max(rel_err(ours[k], theirs[k]) for k in name.split(" + "))
-        print(f"{name:<9}{ow:>12.1f}{oc:>12.1f}{cw:>12.1f}{cc:>12.1f}{cw / ow:>10.1f}{cc / oc:>9.1f}{err:>12.1e}")
+        error = f"{errors[name]:>12.1e}" if errors else ""
+        print(f"{name:<9}{ow:{f}}{oc:{f}}{cw:{f}}{cc:{f}}{cw / ow:>10.1f}{cc / oc:>9.1f}{error}")
     ow, oc, cw, cc = totals
-    print(f"{'total':<9}{ow:>12.1f}{oc:>12.1f}{cw:>12.1f}{cc:>12.1f}{cw / ow:>10.1f}{cc / oc:>9.1f}")
+    print(f"{'total':<9}{ow:{f}}{oc:{f}}{cw:{f}}{cc:{f}}{cw / ow:>10.1f}{cc / oc:>9.1f}")
 
 
 def max_rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -208,18 +226,7 @@ def report_paper(n, m, ours, t_ours, theirs, t_theirs, controls) -> bool:
     print("          TracInCPFast('suffix.fc') for I* and Ib (last checkpoint)")
     print("  glitchlib: TracIn on the suffix, head_layers (fc weight and bias) for SI and I,")
     print("             head_layers with bias=False for I* and Ib (last checkpoint)")
-    print(f"{'step':<9}{'glitchlib wall / cpu s':>24}{'captum wall / cpu s':>24}{'ratio wall / cpu':>19}")
-    totals = [0.0, 0.0, 0.0, 0.0]
-    for name in STEPS:
-        ow, oc = t_ours[name]
-        cw, cc = (0.0, 0.0) if name == "features" else [sum(t_theirs[k][i] for k in name.split(" + ")) for i in (0, 1)]
-        totals = [a + b for a, b in zip(totals, (ow, oc, cw, cc))]
-        if name == "features":
-            print(f"{name:<9}{ow:>12.2f}{oc:>12.2f}{'(in every step)':>24}")
-            continue
-        print(f"{name:<9}{ow:>12.2f}{oc:>12.2f}{cw:>12.2f}{cc:>12.2f}{cw / ow:>10.1f}{cc / oc:>9.1f}")
-    ow, oc, cw, cc = totals
-    print(f"{'total':<9}{ow:>12.2f}{oc:>12.2f}{cw:>12.2f}{cc:>12.2f}{cw / ow:>10.1f}{cc / oc:>9.1f}")
+    print_step_table(t_ours, t_theirs, digits=2)
     print(f"agreement with captum (reference), must be <= {TOLERANCE:.0e}:")
     print(f"  {'quantity':<10}{'norm rel. error':>17}{'max |diff| / max |captum|':>28}")
     ok = True
