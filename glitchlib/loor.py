@@ -257,8 +257,8 @@ def leave_one_out(
     n_jobs = min(n_jobs, max(1, len(indices)))
     payload = {"model": copy.deepcopy(model).cpu(), "x_train": x_train.cpu(), "y_train": y_train.cpu(),
                "x_test": x_test.cpu(), "y_test": y_test.cpu(), "settings": settings, "seed": seed}
-    tasks: list[list[int | None]] = [[None]] + [list(map(int, c)) for c in
-                                                np.array_split(indices, min(len(indices), 8 * n_jobs)) if len(c)]
+    chunks = np.array_split(indices, min(len(indices), 8 * n_jobs)) if len(indices) else []
+    tasks: list[list[int | None]] = [[None]] + [list(map(int, c)) for c in chunks if len(c)]
     start = time.perf_counter()
     results: list[np.ndarray | None] = [None] * len(tasks)
     with tqdm(total=len(indices) + 1, desc="leave-one-out retraining", disable=not progress) as bar:

@@ -106,8 +106,8 @@ fig = loo_study.plot_sample(mnist)
 # every left-out sample at once (mean over the samples of this cell):
 
 # %%
-{"TracIn": loor.row_correlations(mnist.tracin, mnist.loor.matrix).mean(),
- "influence function": loor.row_correlations(mnist.influence, mnist.loor.matrix).mean()}
+pd.Series({"TracIn": loor.row_correlations(mnist.tracin, mnist.loor.matrix).mean(),
+           "influence function": loor.row_correlations(mnist.influence, mnist.loor.matrix).mean()}).round(3)
 
 # %% [markdown]
 # ## The distribution of the correlations

@@ -108,6 +108,9 @@ def test_influence_function_refuses_too_many_parameters():
         InfluenceFunction(model, model.state_dict(), None, max_parameters=1000)
     with pytest.raises(ValueError, match="damping"):
         InfluenceFunction(model, model.state_dict(), None, damping=-1.0)
+    x, y, xt, yt = toy()
+    with pytest.raises(ValueError, match="y_test holds labels outside"):
+        InfluenceFunction(linear(), linear().state_dict(), None).train_test(x, y, xt, yt + 3)
 
 
 def test_influence_function_reports_an_indefinite_hessian():
@@ -217,6 +220,8 @@ def test_leave_one_out_rejects_bad_input():
         loor.leave_one_out(linear(), x, y, xt, yt, SETTINGS, indices=[10], progress=False)
     with pytest.raises(ValueError, match="n_jobs"):
         loor.leave_one_out(linear(), x, y, xt, yt, SETTINGS, n_jobs=0, progress=False)
+    empty = loor.leave_one_out(linear(), x, y, xt, yt, SETTINGS, indices=[], progress=False)
+    assert empty.matrix.shape == (0, 3)
     with pytest.raises(ValueError, match="remove"):
         loor.retrain(linear(), x, y, SETTINGS, remove=-1)
 

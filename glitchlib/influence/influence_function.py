@@ -174,7 +174,13 @@ class InfluenceFunction:
         if x.dim() < 1 or len(x) != len(y):
             raise ValueError(f"{x_name} ({tuple(x.shape)}) and {y_name} ({len(y)}) need the same number of samples")
         cast = self.dtype if x.is_floating_point() else x.dtype
-        return x.to(device=self.device, dtype=cast), y.to(self.device).long()
+        x, y = x.to(device=self.device, dtype=cast), y.to(self.device).long()
+        if len(y):
+            with torch.no_grad():
+                n_classes = functional_call(self._model, self._state, (x[:1],)).shape[-1]
+            if int(y.min()) < 0 or int(y.max()) >= n_classes:
+                raise ValueError(f"{y_name} holds labels outside [0, {n_classes}): the model has {n_classes} outputs")
+        return x, y
 
     # ------------------------------------------------------------ public API
     def per_sample_gradients(self, x: Any, y: Any) -> Tensor:
@@ -182,26 +188,28 @@ class InfluenceFunction:
 
         Parameters are flattened layer by layer, weight then bias.
         """
-        x, y = self._inputs(x, y, "x", "y")
-
-        def one(theta: Tensor, xi: Tensor, yi: Tensor) -> Tensor:
-            return self._loss(theta, xi[None], yi[None])[0]
-
-        theta = self._theta()
-        if len(x) == 0:
-            return torch.zeros(0, self.n_parameters, dtype=self.dtype)
-        return vmap(grad(one), in_dims=(None, 0, 0), chunk_size=_VMAP_CHUNK)(theta, x, y).cpu()
+        return self._gradients(*self._inputs(x, y, "x", "y")).cpu()
 
     def hessian(self, x_train: Any, y_train: Any) -> Tensor:
         """Exact Hessian ``p x p`` of the mean training cross-entropy over the influence parameters, on the CPU."""
-        x, y = self._inputs(x_train, y_train, "x_train", "y_train")
+        return self._hessian(*self._inputs(x_train, y_train, "x_train", "y_train")).cpu()
+
+    def _gradients(self, x: Tensor, y: Tensor) -> Tensor:
+        def one(theta: Tensor, xi: Tensor, yi: Tensor) -> Tensor:
+            return self._loss(theta, xi[None], yi[None])[0]
+
+        if len(x) == 0:
+            return torch.zeros(0, self.n_parameters, dtype=self.dtype, device=self.device)
+        return vmap(grad(one), in_dims=(None, 0, 0), chunk_size=_VMAP_CHUNK)(self._theta(), x, y)
+
+    def _hessian(self, x: Tensor, y: Tensor) -> Tensor:
         if len(x) == 0:
             raise ValueError("x_train is empty; the Hessian of the training loss needs training samples")
 
         def mean_loss(theta: Tensor) -> Tensor:
             return self._loss(theta, x, y).mean()
 
-        return jacrev(grad(mean_loss), chunk_size=_VMAP_CHUNK)(self._theta()).cpu()
+        return jacrev(grad(mean_loss), chunk_size=_VMAP_CHUNK)(self._theta())
 
     def train_test(self, x_train: Any, y_train: Any, x_test: Any, y_test: Any) -> Tensor:
         """``IF[i, j] = grad L(z'_j)^T (H + damping Id)^{-1} grad L(z_i)`` (SPEC.md section 9.8).
@@ -230,8 +238,13 @@ class InfluenceFunction:
         ValueError
             Inconsistent inputs, or ``H + damping Id`` not positive definite.
         """
-        h = self.hessian(x_train, y_train)
-        damped = h + self.damping * torch.eye(len(h), dtype=h.dtype)
+        x_train, y_train = self._inputs(x_train, y_train, "x_train", "y_train")
+        x_test, y_test = self._inputs(x_test, y_test, "x_test", "y_test")
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise ValueError(f"x_train samples have shape {tuple(x_train.shape[1:])} but x_test samples have shape "
+                             f"{tuple(x_test.shape[1:])}; both must be inputs of the same model")
+        h = self._hessian(x_train, y_train)
+        damped = h + self.damping * torch.eye(len(h), dtype=h.dtype, device=h.device)
         factor, info = torch.linalg.cholesky_ex(damped)
         if int(info) != 0:
             smallest = float(torch.linalg.eigvalsh(h)[0])
@@ -239,6 +252,5 @@ class InfluenceFunction:
                 f"H + damping * Id is not positive definite (the Hessian's smallest eigenvalue is "
                 f"{smallest:.3g}, damping={self.damping}); use damping > {max(-smallest, 0.0):.3g}"
             )
-        g_train = self.per_sample_gradients(x_train, y_train)
-        g_test = self.per_sample_gradients(x_test, y_test)
-        return g_train @ torch.cholesky_solve(g_test.T.contiguous(), factor)
+        g_train, g_test = self._gradients(x_train, y_train), self._gradients(x_test, y_test)
+        return (g_train @ torch.cholesky_solve(g_test.T.contiguous(), factor)).cpu()
