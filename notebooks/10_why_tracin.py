@@ -37,8 +37,9 @@ n_jobs = None  # processes for the retraining (None: every core)
 #
 # - **LOOR**, the reference: $\mathrm{LOOR}[i, j] = \ell(w_{-i}; z'_j) - \ell(w; z'_j)$,
 #   where $w_{-i}$ comes from training again without $z_i$: the same initial
-#   weights, the same batches minus $z_i$, the same schedule. Positive means
-#   $z_i$ helped $z'_j$.
+#   weights, the same batches minus $z_i$ (its batch keeps its divisor, so the
+#   one difference is $z_i$'s missing loss term), the same schedule. Positive
+#   means $z_i$ helped $z'_j$.
 # - **TracIn**: $I[i, j] = \sum_t \eta_t\, \nabla \ell(w_t; z_i) \cdot \nabla \ell(w_t; z'_j)$
 #   over the checkpoints $w_t$ saved after every epoch.
 # - **Influence function**, with TracIn's sign:
