@@ -1,6 +1,7 @@
 # glitchlib: one-command setup, tests, book and benchmarks.
 #   make setup            create .venv and install glitchlib with everything the book, tests, benchmarks need
 #   make test             run the test suite (sets up first when needed)
+#   make test-fast        the seconds-long math tests (signals, metrics, glitches, detection) while editing
 #   make book             run the embedded grid, execute the notebooks, build the HTML book
 #   make book PROFILE=paper   the same for another profile (embedded | paper | tiny | path/to/profile.yaml)
 #   make book-check       build the book and open every chapter in headless Chromium
@@ -14,7 +15,7 @@ RESULTS ?= results
 JOBS ?= 1
 STAMP := $(VENV)/.glitchlib-installed
 
-.PHONY: setup test book book-check bench clean
+.PHONY: setup test test-fast book book-check bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +28,11 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q
+
+FAST_TESTS := tests/test_signals.py tests/test_metrics.py tests/test_glitches.py tests/test_detect.py
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not gpu" $(FAST_TESTS)
 
 book: setup
 	$(PY) scripts/build_book.py --profile $(PROFILE) --results $(RESULTS) --jobs $(JOBS)

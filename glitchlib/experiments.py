@@ -61,6 +61,7 @@ from ._pipeline import (
 )
 from .config import ExperimentSettings
 from .profiles import profile_settings, runnable
+from .settings import resolve_training_settings
 from .store import (
     ENVIRONMENT_FILE,
     HISTORY_FILE,
@@ -248,17 +249,6 @@ def load_training_set(
         class_names=pipeline.split["class_names"],
         ood_class_names=pipeline.ood_pool.class_names if len(glitch["ood_index"]) else [],
     )
-
-
-def resolve_training_settings(settings: ExperimentSettings):
-    """The ``TrainSettings`` of a run: the registered ones with ``lr``/``batch_size``/``epochs`` overrides."""
-    from . import settings as settings_module
-
-    overrides = {k: getattr(settings, k) for k in ("lr", "batch_size", "epochs") if getattr(settings, k) is not None}
-    if len(overrides) == 3:  # fully given: no registry entry needed (e.g. timm models)
-        return settings_module.TrainSettings(**overrides, source="user")
-    base = settings_module.training_settings(settings.dataset, settings.model, pretrained=settings.pretrained)
-    return dataclasses.replace(base, **overrides, source="user") if overrides else base
 
 
 # ---------------------------------------------------------------- environment

@@ -55,7 +55,7 @@ task (lr 0.00001 ... 0.5, 10 epochs).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 __all__ = [
     "TrainSettings",
@@ -63,6 +63,7 @@ __all__ = [
     "PUBLIC_CODE_TRAINING",
     "OWN_TRAINING",
     "training_settings",
+    "resolve_training_settings",
 ]
 
 
@@ -195,3 +196,26 @@ def training_settings(dataset: str, model: str, *, pretrained: bool = True,
         f"no training settings for dataset={dataset!r}, model={model!r}, pretrained={pretrained}. "
         f"Known: {', '.join(known)}. Pass TrainSettings(lr=..., batch_size=..., epochs=...) instead."
     )
+
+
+def resolve_training_settings(settings) -> TrainSettings:
+    """The ``TrainSettings`` of a run: the registered ones with its ``lr``/``batch_size``/``epochs`` overrides.
+
+    Parameters
+    ----------
+    settings : glitchlib.config.ExperimentSettings
+        Its ``dataset``, ``model``, ``pretrained`` pick the registered settings
+        (:func:`training_settings`); its ``lr``, ``batch_size``, ``epochs``, where not
+        None, replace theirs. With all three given no registered entry is needed
+        (e.g. ``timm:`` models), and ``source`` is ``"user"``.
+
+    Raises
+    ------
+    ValueError
+        No registered settings and not all three given.
+    """
+    overrides = {k: getattr(settings, k) for k in ("lr", "batch_size", "epochs") if getattr(settings, k) is not None}
+    if len(overrides) == 3:
+        return TrainSettings(**overrides, source="user")
+    base = training_settings(settings.dataset, settings.model, pretrained=settings.pretrained)
+    return replace(base, **overrides, source="user") if overrides else base

@@ -288,3 +288,17 @@ def test_cli_run_reads_back_and_report_prints_tables(store, capsys, monkeypatch)
     assert "validation accuracy" in out and "CNCI" in out and "mixed" in out
     tables = summary_tables(store)
     assert list(tables) == ["validation accuracy", "detection F1, mixed at ratio 0.1"]
+
+
+def test_the_papers_signals_recomputed_from_stored_matrices_equal_the_stored_scores(finished):
+    """What every detection chapter shows: CNCI, PCID and CFRank again from the stored matrices."""
+    from glitchlib import signals
+
+    _, result = finished
+    scores = result.scores()
+    ts = experiments.load_training_set(result.settings, store=result.store)
+    cnci = signals.cnci(result.matrix("influence_cnci"), ts.y, ts.y_test)
+    pcid = signals.pcid(result.matrix("influence"), result.matrix("influence_pcid"), ts.y_test)
+    np.testing.assert_allclose(cnci, scores["cnci"], rtol=1e-5, atol=0)
+    np.testing.assert_allclose(pcid, scores["pcid"], rtol=1e-5, atol=0)
+    np.testing.assert_array_equal(signals.cfrank(cnci, pcid), scores["cfrank"].to_numpy())
