@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import _files
+from .folders import IMAGEWOOF_CLASSES, load_image_folder, load_imagewoof
 from ._embedded import EMBEDDED, EMBEDDED_DIR, provenance, read_embedded
 from .subsets import class_quotas, stratified_indices
 from .transforms import denormalize, match_image_shape, preprocess
@@ -39,22 +40,24 @@ __all__ = [
     "DATASETS", "OOD_SOURCE", "CLASS_NAMES", "IMAGE_SHAPE", "EMBEDDED_SUBSET", "EMBEDDED_DIR",
     "Dataset", "OODPool", "load", "load_ood", "denormalize", "preprocess",
     "match_image_shape", "stratified_indices", "class_quotas", "default_root", "provenance",
+    "load_image_folder",
 ]
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "fmnist", "cifar10")
+DATASETS = ("mnist", "fmnist", "cifar10", "imagewoof")
 #: Dataset whose test split supplies the anomalies of a run on the key (SPEC.md section 2).
-OOD_SOURCE = {"mnist": "fmnist", "fmnist": "mnist", "cifar10": "fmnist"}
+OOD_SOURCE = {"mnist": "fmnist", "fmnist": "mnist", "cifar10": "fmnist", "imagewoof": "fmnist"}
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "fmnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer",
                 "dog", "frog", "horse", "ship", "truck"],
+    "imagewoof": list(IMAGEWOOF_CLASSES.values()),
 }
 #: ``(C, H, W)`` of every dataset's images.
-IMAGE_SHAPE = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+IMAGE_SHAPE = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagewoof": (3, 224, 224)}
 #: The share of the official splits that the embedded data holds.
 EMBEDDED_SUBSET = 0.1
 
@@ -96,6 +99,9 @@ class Dataset:
     train_index, test_index : numpy.ndarray of int64
         Position of every sample in its source (the official split, or for the
         embedded data the rows of the embedded file).
+    train_files, test_files : list of str or None
+        For image folders (:func:`load_image_folder`, ImageWoof): the file of every
+        sample, in tensor order.
     """
 
     name: str
@@ -108,6 +114,8 @@ class Dataset:
     source: str
     train_index: np.ndarray | None = field(default=None)
     test_index: np.ndarray | None = field(default=None)
+    train_files: list[str] | None = field(default=None)
+    test_files: list[str] | None = field(default=None)
 
     def __repr__(self) -> str:
         return _short_repr(self, {"name": self.name, "x_train": self.x_train,
@@ -209,7 +217,11 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
 
     Parameters
     ----------
-    name : {"mnist", "fmnist", "cifar10"}
+    name : {"mnist", "fmnist", "cifar10", "imagewoof"}
+        ``"imagewoof"`` reads fastai's ImageWoof 320 px release (SPEC.md section 9.10)
+        from ``root`` (or downloads it), resized to 224 px; see
+        :func:`glitchlib.data.folders.load_imagewoof`. Any other labelled image
+        folder: :func:`load_image_folder`.
     seed : int, default 0
         Seed of the stratified draw (:func:`stratified_indices`, applied to the
         official train split for ``x_train`` and to the official test split for
@@ -247,6 +259,8 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
     name = _check_name(name)
     seed = _check_seed(seed)
     subset = _check_subset(subset)
+    if name == "imagewoof":
+        return load_imagewoof(root, download=download, subset=subset, seed=seed)
     if root is None and not download and name in EMBEDDED:
         if not math.isclose(subset, EMBEDDED_SUBSET):
             raise ValueError(
