@@ -25,7 +25,7 @@ from .subsets import stratified_indices
 
 __all__ = [
     "IMAGE_EXTENSIONS", "IMAGEWOOF_URL", "IMAGEWOOF_FOLDER", "IMAGEWOOF_CLASSES",
-    "list_image_folder", "read_images", "load_image_folder", "load_imagewoof",
+    "list_image_folder", "read_images", "load_image_folder", "load_imagewoof", "write_image_folder",
 ]
 
 #: File endings read as images (torchvision's ``IMG_EXTENSIONS``).
@@ -225,6 +225,48 @@ def load_image_folder(path, *, image_size: int | None = None, test_fraction: flo
                    source=str(Path(path).expanduser().resolve()), train_index=np.arange(n),
                    test_index=np.arange(len(test_files)), train_files=[str(f) for f in train_files],
                    test_files=[str(f) for f in test_files])
+
+
+def write_image_folder(x, labels, class_names, path) -> list[str]:
+    """Write normalised images as PNG files into ``path/<class name>/<index>.png``.
+
+    The inverse of :func:`load_image_folder` for building examples and tests: each
+    image goes into the folder of the label it is given, so passing noisy labels
+    (from :mod:`glitchlib.glitches`) writes a folder with misfiled images.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        float ``N x C x H x W`` in ``[-1, 1]`` (C = 1 or 3).
+    labels : array-like of int, shape (N,)
+        Folder of every image (an index into ``class_names``).
+    class_names : sequence of str
+        Folder names; names with ``/`` are written with ``-`` instead.
+    path : str or path
+        Created if missing; existing files of the same name are replaced.
+
+    Returns
+    -------
+    list of str
+        The file of every image, in input order.
+    """
+    from PIL import Image
+
+    labels = np.asarray(labels)
+    if len(labels) != len(x):
+        raise ValueError(f"labels has {len(labels)} entries for {len(x)} images; give one label per image")
+    root = Path(path)
+    names = [str(n).replace("/", "-") for n in class_names]
+    pixels = (x.detach().cpu().float().mul(0.5).add(0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    files = []
+    for i, (image, label) in enumerate(zip(pixels, labels.tolist())):
+        folder = root / names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        array = image.permute(1, 2, 0).numpy()
+        file = folder / f"{i:05d}.png"
+        Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(file)
+        files.append(str(file))
+    return files
 
 
 # ------------------------------------------------------------------ ImageWoof
