@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._dataset import Dataset
+from ._files import default_root
 from .subsets import stratified_indices
 
 __all__ = [
@@ -195,8 +197,6 @@ def load_image_folder(path, *, image_size: int | None = None, test_fraction: flo
         ``test_fraction``, ``seed`` or ``image_size``, or a class left with no
         training or no validation image.
     """
-    from . import Dataset
-
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.number)) \
             or not 0 < float(test_fraction) <= 0.5:
         raise ValueError(f"test_fraction must lie in (0, 0.5], got {test_fraction!r}")
@@ -333,8 +333,6 @@ def load_imagewoof(root=None, *, download: bool = False, image_size: int = 224, 
     RuntimeError
         The download failed (no internet): the message says what to place where.
     """
-    from . import Dataset, default_root
-
     if isinstance(subset, bool) or not isinstance(subset, (int, float, np.number)) or not 0 < subset <= 1:
         raise ValueError(f"subset must lie in (0, 1], got {subset!r}")
     root = Path(root).expanduser() if root is not None else default_root()
