@@ -33,6 +33,7 @@ _SUBMODULES = (
     "grid",
     "experiments",
     "report",
+    "scan",
     "cli",
 )
 

@@ -6,6 +6,7 @@ Examples::
     glitchlib grid --profile embedded -j 2
     glitchlib status --profile paper
     glitchlib report --profile embedded
+    glitchlib scan path/to/labelled/images --out scan-results
 
 Every command takes ``--store`` (default ``results/``). Bad arguments exit with
 status 2 and a message naming the argument and its valid values.
@@ -113,6 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--profile", type=_profile, default=None,
                         help="Restrict to the cells of this profile. Default: every stored run.")
     _add_store(report)
+
+    scan = commands.add_parser(
+        "scan", help="Rank the images of a labelled folder (one sub-folder per class) by suspicion.",
+        description="Train a head on a frozen backbone over a labelled image folder, compute TracIn and "
+                    "every signal, and write suspects.csv and a self-contained index.html into --out.")
+    scan.add_argument("path", help="Folder of images: PATH/<class>/<image>, or PATH/train/... with PATH/val/...")
+    scan.add_argument("--out", required=True, help="Output folder (resumable: rerunning reuses what it holds).")
+    scan.add_argument("--model", type=_model_name, default="efficientnet_lite0",
+                      help="Frozen backbone. Default: efficientnet_lite0 (offline).")
+    scan.add_argument("--ratio-hint", type=float, default=0.1,
+                      help="Expected share of glitches; that many images (by CFRank) are flagged. Default: 0.1.")
+    scan.add_argument("--seed", type=int, default=0, help="Seed of the split, the head and the batches. Default: 0.")
+    scan.add_argument("--test-fraction", type=float, default=0.15,
+                      help="Validation share per class when the folder has no val/. Default: 0.15.")
+    scan.add_argument("--lr", type=float, default=None, help="Learning rate. Default: the model's CIFAR-10 one.")
+    scan.add_argument("--epochs", type=int, default=None, help="Epochs. Default: the model's CIFAR-10 ones.")
+    scan.add_argument("--device", default="cpu", help="Torch device. Default: cpu.")
+    scan.add_argument("--quiet", action="store_true", help="No progress bars.")
     return parser
 
 
@@ -122,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    command = {"run": _run, "grid": _grid, "status": _status, "report": _report}[args.command]
+    command = {"run": _run, "grid": _grid, "status": _status, "report": _report, "scan": _scan}[args.command]
     return command(args, parser)
 
 
@@ -217,6 +236,39 @@ def _report(args, parser) -> int:
         for title, table in tables.items():
             print(f"\n{title} (mean ± std over seeds)")
             print(table.to_string())
+    return 0
+
+
+
+
+#: Settings of ``glitchlib.scan.ScanSettings`` named at the start of their error messages, and their flags.
+_SCAN_FLAGS = {"ratio_hint": "--ratio-hint", "seed": "--seed", "test_fraction": "--test-fraction",
+               "lr": "--lr", "epochs": "--epochs", "out": "--out"}
+
+
+def _scan(args, parser) -> int:
+    import torch
+
+    from .scan import scan_folder
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        _subparser_error(parser, "scan", f"argument --device: {args.device!r} but CUDA is not available here")
+    try:
+        result = scan_folder(args.path, args.out, model=args.model, ratio_hint=args.ratio_hint, seed=args.seed,
+                             test_fraction=args.test_fraction, lr=args.lr, epochs=args.epochs,
+                             device=args.device, progress=not args.quiet)
+    except ValueError as exc:
+        message = str(exc)
+        first = message.replace("=", " ").split()[0]
+        _subparser_error(parser, "scan", f"argument {_SCAN_FLAGS.get(first, 'PATH')}: {message}")
+    state = f"computed in {result.seconds:.0f} s" if result.computed else "read back"
+    flagged = int(result.suspects["flagged"].sum())
+    print(f"{args.path}: {len(result.suspects)} training images, {len(result.class_names)} classes, "
+          f"validation accuracy {result.val_acc:.3f} ({state})")
+    print(f"{flagged} flagged by CFRank (--ratio-hint {args.ratio_hint:g}); top 10 by CNCI:")
+    top = result.suspects.head(10)[["file", "given_label", "suggested_label", "rank_cnci", "rank_pcid"]]
+    print(top.to_string(index=False))
+    print(f"table: {result.out / 'suspects.csv'}\npage:  {result.page}")
     return 0
 
 

@@ -57,7 +57,13 @@ def _embedded() -> list[ExperimentSettings]:
 
 
 def _paper() -> list[ExperimentSettings]:
-    return _grid(("mnist", "fmnist", "cifar10"), ("resnet20", "vit_b_16", "convnext_tiny"), ratio=0.1)
+    return (_grid(("mnist", "fmnist", "cifar10"), ("resnet20", "vit_b_16", "convnext_tiny"), ratio=0.1)
+            + _imagewoof())
+
+
+def _imagewoof() -> list[ExperimentSettings]:
+    """SPEC.md section 9.10: ImageWoof, 10 % uniform noise, ConvNeXt and ViT."""
+    return _grid(("imagewoof",), ("convnext_tiny", "vit_b_16"), glitches=("uniform",), ratio=0.1)
 
 
 def _tiny() -> list[ExperimentSettings]:
@@ -189,6 +195,11 @@ def _data_available(name: str, root: str | None) -> tuple[bool, str]:
         path = data.EMBEDDED_DIR / f"{name}.npz"
         return (True, "") if path.is_file() else (False, f"the embedded data file {path} is missing")
     folder = Path(root).expanduser() if root is not None else data.default_root()
+    if name == "imagewoof":
+        from .data.folders import IMAGEWOOF_FOLDER, imagewoof_missing_message
+
+        found = (folder / IMAGEWOOF_FOLDER / "train").is_dir()
+        return (True, "") if found else (False, imagewoof_missing_message(folder))
     if _files.find_files(name, folder) is not None:
         return True, ""
     hint = "set data_root to a folder holding them" if root is None else "check data_root"

@@ -134,6 +134,8 @@ PUBLIC_CODE_TRAINING: dict[tuple[str, str], TrainSettings] = {
 }
 
 _SWEEP = "benchmarks/sweep_input_size.py settings"
+_IMAGEWOOF = ("the paper gives no ImageWoof settings and the data is not available offline, so not swept: "
+              "the paper's CIFAR-10 settings of the same model (SPEC.md sections 1 and 9.10)")
 _NOT_SWEPT = "{} is not available offline, so not swept: the Fashion-MNIST values"
 
 
@@ -155,6 +157,9 @@ OWN_TRAINING: dict[tuple[str, str, bool], TrainSettings] = {
     ("mnist", "resnet20", False): _own(
         0.05, 7, "not swept (75 s per epoch on two CPU cores): the Fashion-MNIST values", "not swept"),
     ("cifar10", "resnet20", False): _own(0.05, 7, _NOT_SWEPT.format("CIFAR-10"), "not swept"),
+    ("imagewoof", "vit_b_16", True): _own(0.1, 4, _IMAGEWOOF, "not swept"),
+    ("imagewoof", "convnext_tiny", True): _own(0.1, 3, _IMAGEWOOF, "not swept"),
+    ("imagewoof", "efficientnet_lite0", True): _own(0.02, 10, _NOT_SWEPT.format("ImageWoof"), "not swept"),
 }
 
 

@@ -25,9 +25,9 @@ product:
   glitch: [uniform, class-based, anomalies, mixed]
 """
 TINY_PARAMETERS = {"compute_missing": True, "low_ratio": 0.05, "low_ratio_seeds": 1, "example_seed": 0, "n_images": 4,
-                   "n_train": 200, "n_test": 100}
+                   "n_train": 200, "n_test": 100, "per_class": 30}
 #: Chapters that build one run from the library's primitives alone (no store, no report).
-PRIMITIVE_CHAPTERS = {"00_one_run"}
+PRIMITIVE_CHAPTERS = {"00_one_run", "20_your_own_images"}
 
 
 def _cells(path: Path):

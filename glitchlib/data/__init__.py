@@ -24,14 +24,15 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import _files
+from ._dataset import Dataset, OODPool
 from ._embedded import EMBEDDED, EMBEDDED_DIR, provenance, read_embedded
+from .folders import IMAGEWOOF_CLASSES, load_image_folder, load_imagewoof
 from .subsets import class_quotas, stratified_indices
 from .transforms import denormalize, match_image_shape, preprocess
 
@@ -39,22 +40,24 @@ __all__ = [
     "DATASETS", "OOD_SOURCE", "CLASS_NAMES", "IMAGE_SHAPE", "EMBEDDED_SUBSET", "EMBEDDED_DIR",
     "Dataset", "OODPool", "load", "load_ood", "denormalize", "preprocess",
     "match_image_shape", "stratified_indices", "class_quotas", "default_root", "provenance",
+    "load_image_folder",
 ]
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "fmnist", "cifar10")
+DATASETS = ("mnist", "fmnist", "cifar10", "imagewoof")
 #: Dataset whose test split supplies the anomalies of a run on the key (SPEC.md section 2).
-OOD_SOURCE = {"mnist": "fmnist", "fmnist": "mnist", "cifar10": "fmnist"}
+OOD_SOURCE = {"mnist": "fmnist", "fmnist": "mnist", "cifar10": "fmnist", "imagewoof": "fmnist"}
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],
     "fmnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer",
                 "dog", "frog", "horse", "ship", "truck"],
+    "imagewoof": list(IMAGEWOOF_CLASSES.values()),
 }
 #: ``(C, H, W)`` of every dataset's images.
-IMAGE_SHAPE = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+IMAGE_SHAPE = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagewoof": (3, 224, 224)}
 #: The share of the official splits that the embedded data holds.
 EMBEDDED_SUBSET = 0.1
 
@@ -66,86 +69,6 @@ def _say_once(key: str, message: str) -> None:
     if key not in _announced:
         _announced.add(key)
         logger.info(message)
-
-
-def _short_repr(obj, fields: dict) -> str:
-    def fmt(v):
-        if isinstance(v, (torch.Tensor, np.ndarray)):
-            return f"<{tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}>"
-        return repr(v)
-    body = ", ".join(f"{k}={fmt(v)}" for k, v in fields.items())
-    return f"{type(obj).__name__}({body})"
-
-
-@dataclass(eq=False, repr=False)
-class Dataset:
-    """A training subset and a clean validation subset of one dataset.
-
-    Attributes
-    ----------
-    name : str
-        ``"mnist"``, ``"fmnist"`` or ``"cifar10"``.
-    x_train, x_test : torch.Tensor
-        float32 ``N x C x H x W`` normalised to ``[-1, 1]`` (SPEC.md section 1).
-    y_train, y_test : torch.Tensor
-        int64 labels in ``[0, n_classes)``.
-    n_classes : int
-    class_names : list of str
-    source : str
-        ``"embedded"`` or a description of the files read.
-    train_index, test_index : numpy.ndarray of int64
-        Position of every sample in its source (the official split, or for the
-        embedded data the rows of the embedded file).
-    """
-
-    name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    n_classes: int
-    class_names: list[str]
-    source: str
-    train_index: np.ndarray | None = field(default=None)
-    test_index: np.ndarray | None = field(default=None)
-
-    def __repr__(self) -> str:
-        return _short_repr(self, {"name": self.name, "x_train": self.x_train,
-                                  "x_test": self.x_test, "n_classes": self.n_classes,
-                                  "source": self.source})
-
-
-@dataclass(eq=False, repr=False)
-class OODPool:
-    """Out-of-distribution images offered to the anomaly injector of one dataset.
-
-    Attributes
-    ----------
-    x : torch.Tensor
-        float32 ``N x C x H x W``, already resized and channel-matched to the
-        in-distribution dataset's image shape, normalised to ``[-1, 1]``.
-    y : torch.Tensor
-        int64 class of every image *in its own dataset* (``source_name``).
-    source_name : str
-        The dataset the images come from.
-    class_names : list of str
-        Class names of ``source_name``.
-    source : str
-        ``"embedded"`` or a description of the files read.
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    source_name: str
-    class_names: list[str]
-    source: str = "embedded"
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __repr__(self) -> str:
-        return _short_repr(self, {"source_name": self.source_name, "x": self.x,
-                                  "source": self.source})
 
 
 # ------------------------------------------------------------------ checks
@@ -209,7 +132,11 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
 
     Parameters
     ----------
-    name : {"mnist", "fmnist", "cifar10"}
+    name : {"mnist", "fmnist", "cifar10", "imagewoof"}
+        ``"imagewoof"`` reads fastai's ImageWoof 320 px release (SPEC.md section 9.10)
+        from ``root`` (or downloads it), resized to 224 px; see
+        :func:`glitchlib.data.folders.load_imagewoof`. Any other labelled image
+        folder: :func:`load_image_folder`.
     seed : int, default 0
         Seed of the stratified draw (:func:`stratified_indices`, applied to the
         official train split for ``x_train`` and to the official test split for
@@ -247,6 +174,8 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
     name = _check_name(name)
     seed = _check_seed(seed)
     subset = _check_subset(subset)
+    if name == "imagewoof":
+        return load_imagewoof(root, download=download, subset=subset, seed=seed)
     if root is None and not download and name in EMBEDDED:
         if not math.isclose(subset, EMBEDDED_SUBSET):
             raise ValueError(
