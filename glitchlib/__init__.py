@@ -33,6 +33,8 @@ _SUBMODULES = (
     "grid",
     "experiments",
     "report",
+    "loor",
+    "loo_study",
     "scan",
     "cli",
 )
