@@ -98,9 +98,10 @@ def test_stage_log_records_computed_and_reused_stages(store):
 
 def test_stage_problem_detects_missing_truncated_and_altered_files(store):
     entry = store.entry("k")
-    entry.save_tensor("m.pt", torch.arange(100.0))
-    entry.finish_stage("influence", 2.0, ["m.pt"])
-    path = entry.file("m.pt")
+    entry.save_tensor("matrices/m.pt", torch.arange(100.0))
+    entry.save_arrays("labels.npz", y=np.arange(100))
+    entry.finish_stage("influence", 2.0, ["matrices/m.pt", "labels.npz"])
+    path = entry.file("matrices/m.pt")
     data = path.read_bytes()
 
     path.write_bytes(data[:-10])
@@ -109,8 +110,14 @@ def test_stage_problem_detects_missing_truncated_and_altered_files(store):
     altered = bytearray(data)
     altered[-20] ^= 0xFF
     path.write_bytes(bytes(altered))
-    assert entry.stage_problem("influence", deep=False) is None  # same size
+    assert entry.stage_problem("influence", deep=False) is None  # same size, bulky file
     assert "sha256" in entry.stage_problem("influence", deep=True)
+    path.write_bytes(data)
+    small = entry.file("labels.npz")
+    altered = bytearray(small.read_bytes())
+    altered[len(altered) // 2] ^= 0x01
+    small.write_bytes(bytes(altered))
+    assert "labels.npz" in entry.stage_problem("influence", deep=False)  # small files: always the sha256
 
     path.unlink()
     assert "missing" in entry.stage_problem("influence")

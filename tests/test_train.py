@@ -112,7 +112,7 @@ def test_interrupted_run_resumes_to_identical_checkpoints(tmp_path):
                      seed=5, progress=False)
     train.fit(model, x, y, x[:10], y[:10], TrainSettings(lr=0.1, batch_size=16, epochs=2),
               seed=5, checkpoint_dir=tmp_path, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_001.pt", "epoch_002.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checksums.json", "epoch_001.pt", "epoch_002.pt"]
     resumed = train.fit(model, x, y, x[:10], y[:10], TrainSettings(lr=0.1, batch_size=16, epochs=4),
                         seed=5, checkpoint_dir=tmp_path, progress=False)
     assert len(resumed.checkpoints) == 4
