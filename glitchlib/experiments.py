@@ -347,7 +347,7 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
     # A complete entry is read back as it is, once its files match their checksums.
     try:
         record = entry.read_record(settings=settings.keyed_dict(), deep=True)
-        entry.read_stages()  # an altered stage log raises IncompatibleEntry: recomputed
+        entry.read_stages(required=True)  # a missing or altered stage log: recomputed
         return _result_from_record(store, entry, record, computed=())
     except FileNotFoundError:
         pass

@@ -73,9 +73,9 @@ METRICS_FILE = "metrics.csv"
 SCORES_FILE = "scores.csv.gz"
 HISTORY_FILE = "history.csv"
 
-#: Folders of the bulky files (matrices, checkpoints) whose sha256 is checked when they are
-#: read and by the deep checks, not by every quick look at an entry.
-BULK_FOLDERS = ("matrices/", "checkpoints/")
+#: Suffix of the bulky files (matrices, checkpoints) whose sha256 is checked when they are
+#: read and by the deep checks; every quick look at an entry checks their size only.
+BULK_SUFFIX = ".pt"
 
 #: Settings columns repeated in every tidy table, in this order.
 SETTINGS_COLUMNS = ["dataset", "model", "glitch", "ratio", "seed", "pretrained", "influence"]
@@ -372,14 +372,17 @@ class Entry:
         return pd.read_csv(self.path / name, keep_default_na=False, na_values=[""])
 
     # -------------------------------------------------------------- stage log
-    def read_stages(self) -> dict[str, Any]:
+    def read_stages(self, *, required: bool = False) -> dict[str, Any]:
         """The stage log: ``{"format", "finished": {stage: info}, "events": [...]}``.
 
-        An absent log is an empty one; an unreadable log raises
+        An absent log is an empty one (with ``required``, the log of a complete
+        entry, it raises); an unreadable or altered log raises
         :class:`IncompatibleEntry`.
         """
         path = self.path / STAGES_FILE
         if not path.is_file():
+            if required:
+                raise IncompatibleEntry(f"stage log {path} is missing")
             return {"format": RESULT_FORMAT, "finished": {}, "events": []}
         try:
             stages = read_json(path)
@@ -468,7 +471,7 @@ class Entry:
                 return f"file {name} is missing"
             if path.stat().st_size != expected.get("size"):
                 return f"file {name} has {path.stat().st_size} bytes, {expected.get('size')} expected"
-            if (deep or not name.startswith(BULK_FOLDERS)) and checked_sha256(path) != expected.get("sha256"):
+            if (deep or not name.endswith(BULK_SUFFIX)) and checked_sha256(path) != expected.get("sha256"):
                 return f"file {name} does not match its recorded sha256"
         return None
 
@@ -618,7 +621,7 @@ class Store:
             return "missing"
         try:
             entry.read_record(settings=settings, deep=deep)
-            entry.read_stages()
+            entry.read_stages(required=True)
             return "done"
         except FileNotFoundError:
             pass

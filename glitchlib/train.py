@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -250,15 +251,27 @@ def _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_v
         bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
         if directory is not None:
             name = f"epoch_{epoch:03d}.pt"
-            _atomic_save({
+            _atomic_save(_interned({
                 "fingerprint": fingerprint, "epoch": epoch, "state_dict": checkpoints[-1].state_dict,
                 "learning_rate": float(lr), "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(), "rng": _rng_state(device), "history": rows,
-            }, directory / name)
+            }), directory / name)
             _record_checksum(directory, name)
     model.eval()
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "train_acc", "val_acc"])
     return TrainResult(checkpoints, history.astype({"epoch": "int64"}), model)
+
+
+def _interned(obj):
+    """``obj`` with every string interned: pickled to the same bytes whether its strings were
+    created here or read back from a checkpoint (pickle shares equal objects, not equal strings)."""
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_interned(k): _interned(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_interned(v) for v in obj)
+    return obj
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
