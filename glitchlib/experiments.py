@@ -146,7 +146,11 @@ class RunResult:
         return self.store.load_scores(self.key)
 
     def matrix(self, name: str = "influence") -> torch.Tensor:
-        """A stored matrix: ``influence``, ``self_influence``, ``influence_cnci``, ``influence_pcid``."""
+        """A stored matrix: ``influence``, ``self_influence``, ``influence_cnci``, ``influence_pcid``.
+
+        The file is checked against its recorded sha256 first; a damaged one raises
+        :class:`glitchlib.store.IncompatibleEntry` (``run`` recomputes it).
+        """
         names = {"influence": _INFLUENCE, "self_influence": _SELF_INFLUENCE,
                  "influence_cnci": _INFLUENCE_CNCI, "influence_pcid": _INFLUENCE_PCID}
         if name not in names:
@@ -191,13 +195,24 @@ def run(
     -------
     RunResult
 
+    Raises
+    ------
+    OSError
+        A file cannot be written (full disk, not writable); the message names it.
+        The files of the stage that failed are removed and no stage is marked
+        finished, so a rerun after freeing space completes the entry.
+
     Notes
     -----
     The entry is locked while it runs, so two processes never compute the same
     entry at once (the second waits, then reads the result). A corrupt or
     incompatible entry (unreadable files, other settings, another format, a
     dataset that changed since the entry was started) is reported through
-    ``logging`` and recomputed.
+    ``logging`` and recomputed from its first damaged stage on: the files of
+    that stage and of every later one are deleted first, so a damaged file is
+    never an input of the recomputation (training resumes only from checkpoints
+    that match their sha256). Temporary files and ``.trash-*`` folders left by a
+    killed run of the entry are removed.
     """
     if isinstance(settings, dict):
         settings = ExperimentSettings.from_dict(settings)
