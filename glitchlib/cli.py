@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "corrupt, or not runnable here and why.")
     status.add_argument("--profile", type=_profile, default="embedded", help=profile_help)
     status.add_argument("--verify", action="store_true",
-                        help="Check the sha256 of every file, matrices and checkpoints included "
-                             "(by default those are checked by size).")
+                        help="Check the sha256 of every file, matrices, checkpoints and the feature cache "
+                             "included (by default matrices and checkpoints are checked by size).")
     _add_store(status)
 
     report = commands.add_parser("report", help="Print the summary tables of the stored results.",
@@ -213,7 +213,7 @@ def _status(args, parser) -> int:
     counts = table["status"].value_counts()
     print(f"profile {args.profile} in {args.store}: {len(table)} cells; "
           + ", ".join(f"{n} {status}" for status, n in counts.items()))
-    for path, problem in cache_problems(as_store(args.store).features_dir):
+    for path, problem in cache_problems(as_store(args.store).features_dir) if args.verify else []:
         print(f"damaged feature cache file {path}: {problem} (recomputed when next needed)")
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 120):
         print(table.drop(columns=["key"]).to_string(index=False))

@@ -270,7 +270,7 @@ def test_every_damaged_feature_cache_file_is_flagged_and_restored(reference, tmp
             _damage(root / "features" / file, how)
             flagged = [p.name for p, _ in cache_problems(root / "features")]
             if how != "delete":
-                assert cli.main(["status", "--store", str(root), "--profile", "tiny"]) == 0
+                assert cli.main(["status", "--store", str(root), "--profile", "tiny", "--verify"]) == 0
                 if flagged != [file] or file not in capsys.readouterr().out:
                     problems.append(f"{case}: status flags {flagged}")
             # a new cell needs these features: the grid recomputes and replaces the file
