@@ -133,10 +133,8 @@ _WRITE_REASONS = {
 
 def _write_error(path: Path, exc: OSError) -> OSError:
     reason = _WRITE_REASONS.get(exc.errno, exc.strerror or str(exc))
-    error = OSError(exc.errno, f"cannot write {path}: {reason}; the previous version of the file, "
-                               "if any, is left as it was")
-    error.filename = None
-    return error
+    return OSError(exc.errno, f"cannot write {path}: {reason}; the previous version of the file, "
+                              "if any, is left as it was")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool = True) -> None:
