@@ -153,6 +153,7 @@ def _resume_and_check(root: Path, reference_root: Path, point: str) -> list[str]
 
 
 # ------------------------------------------------------------------ crash test
+@pytest.mark.slow
 def test_a_run_killed_at_any_entry_write_resumes_to_the_reference(reference, tmp_path):
     """SIGKILL inside and after every write of the entry: each file of each stage, each stage log update."""
     ref_root, writes = reference
@@ -219,6 +220,7 @@ def _copy_store(reference_root: Path, destination: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_every_damaged_entry_file_is_flagged_and_restored_by_grid(reference, tmp_path, caplog):
     ref_root, _ = reference
     entry_dir = ref_root / "runs" / TINY.key()
