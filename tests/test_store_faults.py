@@ -352,8 +352,8 @@ class _FullDisk:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="finds file names in /proc")
-@pytest.mark.parametrize("full_at", ["data.npz", "checkpoints/epoch_002.pt", "matrices/influence_pcid.pt",
-                                     "stages.json", "features_"])
+@pytest.mark.parametrize("full_at", ["data.npz", "checkpoints/epoch_002.pt", "history.csv",
+                                     "matrices/influence_pcid.pt", "stages.json", "record.json", "features_"])
 def test_a_full_disk_names_the_file_and_leaves_the_store_as_it_was(reference, tmp_path, monkeypatch, full_at):
     ref_root, writes = reference
     cache = [] if full_at == "features_" else [Path(w).name for w in writes if w.startswith("features/")]
