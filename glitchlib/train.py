@@ -265,11 +265,11 @@ def _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_v
 def _interned(obj):
     """``obj`` with every string interned: pickled to the same bytes whether its strings were
     created here or read back from a checkpoint (pickle shares equal objects, not equal strings)."""
-    if isinstance(obj, str):
+    if type(obj) is str:
         return sys.intern(obj)
-    if isinstance(obj, dict):
+    if type(obj) is dict:
         return {_interned(k): _interned(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
+    if type(obj) in (list, tuple):
         return type(obj)(_interned(v) for v in obj)
     return obj
 
