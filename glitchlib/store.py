@@ -96,7 +96,7 @@ def _temporary_prefix(name: str) -> str:
 
 
 def _open_temporary(fd: int, binary: bool):
-    """The file object a write goes to (one place, so tests can simulate a full disk)."""
+    """The file object every atomic write goes to (the temporary file behind ``fd``)."""
     return os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"}))
 
 
