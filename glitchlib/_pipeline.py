@@ -260,7 +260,7 @@ class _Pipeline:
             "train_acc_anomaly": _accuracy(train_pred, given, kind == "anomaly"),
         })
         files = sorted(f"{_CHECKPOINT_DIR}/{p.name}" for p in self.entry.file(_CHECKPOINT_DIR).glob("epoch_*.pt"))
-        return [HISTORY_FILE, _TRAINING_JSON, *files], {}
+        return [HISTORY_FILE, _TRAINING_JSON, *files, f"{_CHECKPOINT_DIR}/{train.CHECKSUMS_FILE}"], {}
 
     # ------------------------------------------------------- influence
     def _layers(self, choice: str) -> list[str]:
@@ -276,7 +276,8 @@ class _Pipeline:
     def matrices(self) -> dict[str, torch.Tensor]:
         e = self.entry
         out = {"self_influence": e.load_tensor(_SELF_INFLUENCE), "influence": e.load_tensor(_INFLUENCE)}
-        if e.exists(_INFLUENCE_CNCI):
+        # the counterfactual matrices only once their stage finished, never some of its files
+        if "counterfactuals" in e.read_stages()["finished"]:
             out.update(influence_cnci=e.load_tensor(_INFLUENCE_CNCI), influence_pcid=e.load_tensor(_INFLUENCE_PCID))
         return out
 

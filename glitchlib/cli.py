@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -101,12 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--device", default=None,
                       help="Torch device for every cell (not part of the results' key). Default: the profile's.")
     grid.add_argument("--quiet", action="store_true", help="No progress bar.")
+    grid.add_argument("--verify", action="store_true",
+                      help="Check the sha256 of every file of the finished cells (matrices and checkpoints "
+                           "included) and recompute the cells that fail.")
     _add_store(grid)
 
     status = commands.add_parser("status", help="Which cells of a profile are done, missing or not runnable.",
                                  description="List the cells of a profile: done, partial, missing, "
                                              "corrupt, or not runnable here and why.")
     status.add_argument("--profile", type=_profile, default="embedded", help=profile_help)
+    status.add_argument("--verify", action="store_true",
+                        help="Check the sha256 of every file, matrices, checkpoints and the feature cache "
+                             "included (by default matrices and checkpoints are checked by size).")
     _add_store(status)
 
     report = commands.add_parser("report", help="Print the summary tables of the stored results.",
@@ -142,7 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     command = {"run": _run, "grid": _grid, "status": _status, "report": _report, "scan": _scan}[args.command]
-    return command(args, parser)
+    try:
+        status = command(args, parser)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (``glitchlib status | head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _subparser_error(parser: argparse.ArgumentParser, command: str, message: str):
@@ -193,7 +208,7 @@ def _grid(args, parser) -> int:
             settings = [s.replace(device=args.device) for s in settings]
         except ValueError as exc:
             _subparser_error(parser, "grid", f"argument --device: {exc}")
-    outcome = run_grid(settings, store=args.store, jobs=args.jobs, progress=not args.quiet)
+    outcome = run_grid(settings, store=args.store, jobs=args.jobs, progress=not args.quiet, verify=args.verify)
     print(f"profile {args.profile}: {len(settings)} cells; computed {len(outcome.computed)}, "
           f"already done {len(outcome.already_done)}, not runnable {len(outcome.not_runnable)}, "
           f"failed {len(outcome.failed)}")
@@ -209,11 +224,16 @@ def _status(args, parser) -> int:
 
     from .grid import grid_status
 
+    from .features import cache_problems
+    from .store import as_store
+
     settings = _profile_settings(args, parser)
-    table = grid_status(settings, args.store)
+    table = grid_status(settings, args.store, verify=args.verify)
     counts = table["status"].value_counts()
     print(f"profile {args.profile} in {args.store}: {len(table)} cells; "
           + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    for path, problem in cache_problems(as_store(args.store).features_dir) if args.verify else []:
+        print(f"damaged feature cache file {path}: {problem} (recomputed when next needed)")
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 120):
         print(table.drop(columns=["key"]).to_string(index=False))
     return 0

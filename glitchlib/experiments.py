@@ -33,12 +33,12 @@ metrics          F1, AP and AUROC per signal against the glitch mask, repair and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import platform
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -68,6 +68,7 @@ from .store import (
     METRICS_FILE,
     SCORES_FILE,
     SETTINGS_FILE,
+    STAGES_FILE,
     Entry,
     IncompatibleEntry,
     Store,
@@ -146,11 +147,16 @@ class RunResult:
         return self.store.load_scores(self.key)
 
     def matrix(self, name: str = "influence") -> torch.Tensor:
-        """A stored matrix: ``influence``, ``self_influence``, ``influence_cnci``, ``influence_pcid``."""
+        """A stored matrix: ``influence``, ``self_influence``, ``influence_cnci``, ``influence_pcid``.
+
+        The file is checked against its recorded sha256 first; a damaged one raises
+        :class:`glitchlib.store.IncompatibleEntry` (``run`` recomputes it).
+        """
         names = {"influence": _INFLUENCE, "self_influence": _SELF_INFLUENCE,
                  "influence_cnci": _INFLUENCE_CNCI, "influence_pcid": _INFLUENCE_PCID}
         if name not in names:
             raise ValueError(f"name={name!r} is not a stored matrix; choose from {', '.join(names)}")
+        self.store.checked_file(self.key, names[name])  # matches its recorded sha256, or raise
         return self.store.entry(self.key).load_tensor(names[name])
 
 
@@ -190,13 +196,24 @@ def run(
     -------
     RunResult
 
+    Raises
+    ------
+    OSError
+        A file cannot be written (full disk, not writable); the message names it.
+        The files of the stage that failed are removed and no stage is marked
+        finished, so a rerun after freeing space completes the entry.
+
     Notes
     -----
     The entry is locked while it runs, so two processes never compute the same
     entry at once (the second waits, then reads the result). A corrupt or
     incompatible entry (unreadable files, other settings, another format, a
     dataset that changed since the entry was started) is reported through
-    ``logging`` and recomputed.
+    ``logging`` and recomputed from its first damaged stage on: the files of
+    that stage and of every later one are deleted first, so a damaged file is
+    never an input of the recomputation (training resumes only from checkpoints
+    that match their sha256). Temporary files and ``.trash-*`` folders left by a
+    killed run of the entry are removed.
     """
     if isinstance(settings, dict):
         settings = ExperimentSettings.from_dict(settings)
@@ -236,7 +253,7 @@ def load_training_set(
     store = as_store(store)
     entry = store.entry(settings.key())
     for stage in ("data", "inject"):
-        problem = entry.stage_problem(stage, deep=False)
+        problem = entry.stage_problem(stage, deep=True)
         if problem:
             raise FileNotFoundError(
                 f"the {stage} stage of {entry.key} is not available ({problem}); run the experiment first"
@@ -315,6 +332,8 @@ def _settings_document(settings: ExperimentSettings) -> dict[str, Any]:
 
 def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progress: bool) -> RunResult:
     document = _settings_document(settings)
+    for path in entry.remove_orphans():
+        log.info("results entry %s: removed %s, left by a killed run", entry.key, path.name)
     if entry.exists(SETTINGS_FILE):
         try:
             stored = entry.read_json(SETTINGS_FILE)
@@ -333,6 +352,7 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
     # A complete entry is read back as it is, once its files match their checksums.
     try:
         record = entry.read_record(settings=settings.keyed_dict(), deep=True)
+        entry.read_stages(required=True)  # a missing or altered stage log: recomputed
         return _result_from_record(store, entry, record, computed=())
     except FileNotFoundError:
         pass
@@ -344,9 +364,7 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
     entry.write_json(SETTINGS_FILE, document)
     start = _first_stage_to_compute(entry)
     entry.forget_stages(list(STAGES[start:]))
-    if start < STAGES.index("training"):
-        # checkpoints of a killed training resume it, unless its inputs are recomputed
-        shutil.rmtree(entry.file(_CHECKPOINT_DIR), ignore_errors=True)
+    _discard_unfinished(entry, keep_checkpoints=start >= STAGES.index("training"))
     pipeline = _Pipeline(settings, store, entry, progress)
     computed = []
     for index, stage in enumerate(STAGES):
@@ -355,8 +373,14 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
             continue
         log.info("%s: stage %s", entry.key, stage)
         t0 = time.perf_counter()
-        files, info = getattr(pipeline, f"_stage_{stage}")()
-        entry.finish_stage(stage, time.perf_counter() - t0, files, device=settings.device, **info)
+        try:
+            files, info = getattr(pipeline, f"_stage_{stage}")()
+            entry.finish_stage(stage, time.perf_counter() - t0, files, device=settings.device, **info)
+        except BaseException:
+            # the files of the unfinished stage go (the stage is computed again next time)
+            with contextlib.suppress(Exception):
+                _discard_unfinished(entry, keep_checkpoints=True)
+            raise
         computed.append(stage)
 
     env = environment(settings.device)
@@ -373,6 +397,26 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
     files += [name for stage in STAGES for name in stages[stage]["files"] if name not in files]
     entry.write_record(record, files)
     return _result_from_record(store, entry, entry.read_record(), computed=tuple(computed))
+
+
+def _discard_unfinished(entry: Entry, *, keep_checkpoints: bool) -> None:
+    """Delete every file of the entry that no finished stage lists (outputs of unfinished stages).
+
+    Such files are never read: a stage that did not finish is computed again from
+    its inputs. Checkpoints of an unfinished training are kept with
+    ``keep_checkpoints`` (``train.fit`` resumes from those that match their
+    recorded sha256); otherwise they go too.
+    """
+    keep = {SETTINGS_FILE, STAGES_FILE, *entry.stage_files()}
+    for path in sorted(entry.path.rglob("*"), reverse=True):
+        name = path.relative_to(entry.path).as_posix()
+        if name in keep or (keep_checkpoints and name.split("/", 1)[0] == _CHECKPOINT_DIR):
+            continue
+        if path.is_dir():
+            with contextlib.suppress(OSError):
+                path.rmdir()  # empty folders only
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _first_stage_to_compute(entry: Entry) -> int:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import uuid
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["compute_features", "feature_cache_key", "tensor_sha256"]
+__all__ = ["compute_features", "feature_cache_key", "tensor_sha256", "cache_problems"]
+
+log = logging.getLogger(__name__)
 
 _FORMAT = 1
 
@@ -50,15 +52,52 @@ def _cache_path(cache_dir: Path, key: dict[str, object]) -> Path:
 
 
 def _atomic_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` (atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace`` (atomic).
+
+    Raises ``OSError`` naming ``path`` and the reason (full disk, not writable).
+    """
+    from .store import atomic_write
+
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _read_cached(path: Path, key: dict[str, object] | None = None) -> tuple[torch.Tensor | None, str | None]:
+    """The features of a cache file and ``None``, or ``None`` and why the file cannot be used.
+
+    A usable file loads, holds ``key`` (when given; else the key its name hashes)
+    and features whose sha256 matches the one stored beside them.
+    """
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, zeroed, not a torch file
+        return None, f"unreadable ({type(exc).__name__})"
+    if not isinstance(stored, dict) or not isinstance(stored.get("features"), torch.Tensor):
+        return None, "not a feature cache file"
+    if key is None and isinstance(stored.get("key"), dict) and _cache_path(path.parent, stored["key"]) != path:
+        return None, "its key does not match its name"
+    if key is not None and stored.get("key") != key:
+        return None, "it holds the features of other inputs or another model"
+    if "sha256" not in stored:
+        return None, "it has no checksum (written by an older glitchlib)"
+    if stored["sha256"] != tensor_sha256(stored["features"]):
+        return None, "its features do not match their sha256 (altered)"
+    return stored["features"], None
+
+
+def cache_problems(cache_dir: str | os.PathLike) -> list[tuple[Path, str]]:
+    """Damaged files of a feature cache: ``(path, why)`` for each (an empty list when all are intact).
+
+    A damaged file is recomputed and replaced the next time its features are needed.
+    """
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        return []
+    problems = []
+    for path in sorted(cache_dir.glob("features_*.pt")):
+        _, problem = _read_cached(path)
+        if problem:
+            problems.append((path, problem))
+    return problems
 
 
 @torch.no_grad()
@@ -97,7 +136,9 @@ def compute_features(
         Directory of the cache.  The file name hashes (model name, weights id,
         input size, sha256 of ``x``'s bytes); files are written atomically (a
         temporary file, then ``os.replace``), so concurrent runs never see partial
-        files.  ``None`` disables the cache.
+        files; each holds the sha256 of its features, checked on every load. A
+        damaged file (unreadable, altered) is reported with a warning, recomputed
+        and replaced.  ``None`` disables the cache.
     progress : bool
         Show a tqdm progress bar.
 
@@ -108,6 +149,12 @@ def compute_features(
         ``efficientnet_lite0`` and ``(N, 64, 7, 7)`` for ``resnet20`` on 28x28 images.
         When the prefix is ``nn.Identity`` (an unfrozen model) this is ``x`` itself
         as float32, not cached.
+
+    Raises
+    ------
+    OSError
+        The cache file cannot be written (full disk, not writable); the message
+        names it.
     """
     if not hasattr(model, "prefix"):
         raise ValueError("model has no .prefix; pass a GlitchModel from glitchlib.models.create.")
@@ -122,11 +169,16 @@ def compute_features(
     if cache_dir is not None:
         key = feature_cache_key(model, x)
         path = _cache_path(Path(cache_dir), key)
+        from .store import remove_orphans
+
+        remove_orphans(path.parent)  # temporary files of killed writers on this host
         if path.is_file():
-            stored = torch.load(path, map_location="cpu", weights_only=True)
-            if stored.get("key") == key and len(stored["features"]) == len(x):
-                return stored["features"]
+            features, problem = _read_cached(path, key)
+            if problem is None and len(features) == len(x):
+                return features
+            log.warning("feature cache file %s cannot be used (%s); recomputing and replacing it",
+                        path, problem or "other length")
     features = _forward(model.prefix, x, device, batch_size, progress)
     if path is not None:
-        _atomic_save({"key": key, "features": features}, path)
+        _atomic_save({"key": key, "features": features, "sha256": tensor_sha256(features)}, path)
     return features

@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GridOutcome:
-    """What :func:`run_grid` did: keys computed now, already done, not runnable, failed."""
+    """What :func:`run_grid` did: keys computed now, already done, not runnable, failed.
+
+    A cell another process finished while this grid waited for it is read back,
+    and listed in ``already_done``, not in ``computed``.
+    """
 
     computed: list[str]
     already_done: list[str]
@@ -45,17 +49,20 @@ class GridOutcome:
         return not self.failed
 
 
-def grid_status(settings: list[ExperimentSettings], store: Store | str | Path | None = None) -> pd.DataFrame:
+def grid_status(settings: list[ExperimentSettings], store: Store | str | Path | None = None, *,
+                verify: bool = False) -> pd.DataFrame:
     """One row per cell: its settings, key, ``status`` and ``reason``.
 
     ``status`` is ``done``, ``partial`` (some stages finished; a rerun resumes),
     ``missing``, ``corrupt`` (it will be recomputed) or ``not runnable`` (the
-    reason says which data or weights are absent).
+    reason says which data or weights are absent). A done cell's files match
+    their recorded sha256; with ``verify=False`` the bulky matrices and
+    checkpoints are checked by size only (they are checked in full when read).
     """
     store = as_store(store)
     rows = []
     for s in settings:
-        state = store.state(s.key(), settings=s.keyed_dict())
+        state = store.state(s.key(), settings=s.keyed_dict(), deep=verify)
         reason = ""
         if state.startswith("corrupt"):
             state, reason = "corrupt", state.split(": ", 1)[-1]
@@ -74,6 +81,7 @@ def run_grid(
     store: Store | str | Path | None = None,
     jobs: int = 1,
     progress: bool = True,
+    verify: bool = False,
 ) -> GridOutcome:
     """Run every runnable cell of ``settings`` that the store does not hold yet.
 
@@ -88,6 +96,9 @@ def run_grid(
         ``1`` runs the cells in this process.
     progress : bool
         Show a progress bar over cells (per-run bars are off in workers).
+    verify : bool
+        Check the sha256 of every file of the finished cells, matrices and
+        checkpoints included, and recompute those that fail.
 
     Returns
     -------
@@ -97,7 +108,7 @@ def run_grid(
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive integer")
     store = as_store(store)
-    status = grid_status(settings, store)
+    status = grid_status(settings, store, verify=verify)
     todo = [s for s, st in zip(settings, status["status"]) if st in ("missing", "partial", "corrupt")]
     done = list(status.loc[status["status"] == "done", "key"])
     skipped = [(k, r) for k, st, r in zip(status["key"], status["status"], status["reason"]) if st == "not runnable"]
@@ -108,8 +119,8 @@ def run_grid(
     if jobs == 1 or len(todo) <= 1:
         for s in todo:
             bar.set_postfix_str(s.label())
-            key, error = _run_cell(s.to_dict(), str(store.root), None)
-            (failed.append((key, error)) if error else computed.append(key))
+            key, error, fresh = _run_cell(s.to_dict(), str(store.root), None)
+            (failed.append((key, error)) if error else (computed if fresh else done).append(key))
             bar.update()
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -117,8 +128,8 @@ def run_grid(
         with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures = [pool.submit(_run_cell, s.to_dict(), str(store.root), threads) for s in todo]
             for future in cf.as_completed(futures):
-                key, error = future.result()
-                (failed.append((key, error)) if error else computed.append(key))
+                key, error, fresh = future.result()
+                (failed.append((key, error)) if error else (computed if fresh else done).append(key))
                 bar.update()
     bar.close()
     for key, error in failed:
@@ -126,8 +137,12 @@ def run_grid(
     return GridOutcome(computed=computed, already_done=done, not_runnable=skipped, failed=failed)
 
 
-def _run_cell(settings: dict, root: str, threads: int | None) -> tuple[str, str | None]:
-    """Worker body: run one cell, return ``(key, None)`` or ``(key, traceback text)``."""
+def _run_cell(settings: dict, root: str, threads: int | None) -> tuple[str, str | None, bool]:
+    """Worker body: run one cell; ``(key, None, computed)`` or ``(key, traceback text, False)``.
+
+    ``computed`` is False when the cell was only read back (another process
+    finished it while this one waited for its lock).
+    """
     import torch
 
     from . import experiments
@@ -137,10 +152,10 @@ def _run_cell(settings: dict, root: str, threads: int | None) -> tuple[str, str 
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     s = ExperimentSettings.from_dict(settings)
     try:
-        experiments.run(s, store=root, progress=False)
-        return s.key(), None
+        result = experiments.run(s, store=root, progress=False)
+        return s.key(), None, bool(result.computed)
     except Exception:  # reported by the parent; the grid goes on
-        return s.key(), traceback.format_exc()
+        return s.key(), traceback.format_exc(), False
 
 
 def summary_tables(store: Store | str | Path | None = None, keys: list[str] | None = None) -> dict[str, pd.DataFrame]:

@@ -16,17 +16,29 @@ Every file is written to a temporary name in the same directory, flushed and
 renamed over the target (``os.replace``), so a process killed at any point leaves
 either the old file or the new one, never a torn one. A stage is finished only once
 its files are written *and* the stage log says so, and the log is itself written
-atomically, so a killed run resumes after its last finished stage.
+atomically, so a killed run resumes after its last finished stage; the files of a
+stage that did not finish are deleted before it is computed again, never read.
 
-An entry that cannot be trusted (unreadable JSON, a missing or altered file, other
-settings under its key, another format version) is reported through
-``logging`` and recomputed by :func:`glitchlib.experiments.run`; the loaders skip
+Every file of an entry is listed with its size and sha256 in the stage log and in
+``record.json``; the two JSON documents carry the sha256 of their own content. A
+file is checked against its checksum when it is read (a check is remembered per
+file version, so reading it again costs nothing) and :meth:`Store.state` checks
+the checksums of every file but the bulky matrices and checkpoints (all of them
+with ``deep=True``, ``glitchlib status --verify``). An entry that cannot be trusted
+(unreadable JSON, a missing or altered file, other settings under its key, another
+format version) is reported through ``logging`` and recomputed by
+:func:`glitchlib.experiments.run` from its first damaged stage on; the loaders skip
 it with a warning. Nothing is silently reused.
+
+A write that fails (full disk, read-only directory) raises an ``OSError`` that
+names the file and the reason, and leaves the previous version of the file in
+place; no temporary file is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import io
@@ -34,6 +46,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -60,6 +73,10 @@ METRICS_FILE = "metrics.csv"
 SCORES_FILE = "scores.csv.gz"
 HISTORY_FILE = "history.csv"
 
+#: Suffix of the bulky files (matrices, checkpoints) whose sha256 is checked when they are
+#: read and by the deep checks; every quick look at an entry checks their size only.
+BULK_SUFFIX = ".pt"
+
 #: Settings columns repeated in every tidy table, in this order.
 SETTINGS_COLUMNS = ["dataset", "model", "glitch", "ratio", "seed", "pretrained", "influence"]
 
@@ -73,25 +90,123 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _temporary_prefix(name: str) -> str:
+    """Prefix of the temporary files of ``name`` written by this process (host and pid in the name)."""
+    return f".{name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _open_temporary(fd: int, binary: bool):
+    """The file object every atomic write goes to (the temporary file behind ``fd``)."""
+    return os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"}))
+
+
+class _Sink:
+    """A file object that remembers the ``OSError`` of a failed write.
+
+    ``torch.save`` turns the ``OSError`` of its file object into an unhelpful
+    ``RuntimeError``; the remembered error lets :func:`atomic_write` say what happened.
+    """
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self):
+        self.f.flush()
+
+
+_WRITE_REASONS = {
+    errno.ENOSPC: "no space left on the device (the disk is full)",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file exceeds the size limit of this file system or process",
+    errno.EACCES: "the directory is not writable (permission denied)",
+    errno.EPERM: "the directory is not writable (operation not permitted)",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def _write_error(path: Path, exc: OSError) -> OSError:
+    reason = _WRITE_REASONS.get(exc.errno, exc.strerror or str(exc))
+    return OSError(exc.errno, f"cannot write {path}: {reason}; the previous version of the file, "
+                              "if any, is left as it was")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool = True) -> None:
     """Write a file atomically: ``write(fileobj)`` into a temporary file, then rename.
 
     The temporary file lives in the target's directory, so ``os.replace`` is an
     atomic rename on the same file system.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written (full disk, quota, read-only or
+        non-writable directory); the message names the file and the reason. The
+        target keeps its previous content and no temporary file is left.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
+    sink = None
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-            write(f)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".tmp")
+        with _open_temporary(fd, binary) as f:
+            sink = _Sink(f)
+            write(sink)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        cause = sink.error if sink is not None and sink.error is not None else exc
+        if isinstance(cause, OSError) and not isinstance(cause, (FileNotFoundError, IsADirectoryError)):
+            raise _write_error(path, cause) from exc
         raise
+
+
+def remove_orphans(directory: str | os.PathLike, *, recursive: bool = False, any_process: bool = False) -> list[Path]:
+    """Delete temporary files (``.*.tmp``) left in ``directory`` by killed writers.
+
+    Only files of processes of this host that no longer run are deleted, unless
+    ``any_process`` (the caller holds the lock of every writer of ``directory``).
+    Returns the deleted paths.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    host = socket.gethostname()
+    removed = []
+    for path in directory.rglob(".*.tmp") if recursive else directory.glob(".*.tmp"):
+        if not any_process and not _dead_writer(path.name, host):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _dead_writer(name: str, host: str) -> bool:
+    marker = f".{host}."
+    if marker not in name:
+        return False
+    pid = name.rsplit(marker, 1)[1].split(".", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -116,11 +231,37 @@ def _json_default(obj: Any) -> Any:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+#: sha256 of the file versions this process has read, keyed by what changes with every
+#: write (inode, size, modification and change times; the change time cannot be set back).
+_CHECKED: dict[tuple, str] = {}
+
+
+def checked_sha256(path: str | os.PathLike) -> str:
+    """:func:`sha256_file`, computed once per version of the file in this process."""
+    st = os.stat(path)
+    version = (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if version not in _CHECKED:
+        _CHECKED[version] = sha256_file(path)
+    return _CHECKED[version]
+
+
+def _content_sha256(document: dict[str, Any]) -> str:
+    body = {k: v for k, v in document.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _sealed(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with ``sha256``: the checksum of its own content."""
+    return {**{k: v for k, v in document.items() if k != "sha256"}, "sha256": _content_sha256(document)}
 
 
 @contextlib.contextmanager
@@ -229,14 +370,17 @@ class Entry:
         return pd.read_csv(self.path / name, keep_default_na=False, na_values=[""])
 
     # -------------------------------------------------------------- stage log
-    def read_stages(self) -> dict[str, Any]:
+    def read_stages(self, *, required: bool = False) -> dict[str, Any]:
         """The stage log: ``{"format", "finished": {stage: info}, "events": [...]}``.
 
-        An absent log is an empty one; an unreadable log raises
+        An absent log is an empty one (with ``required``, the log of a complete
+        entry, it raises); an unreadable or altered log raises
         :class:`IncompatibleEntry`.
         """
         path = self.path / STAGES_FILE
         if not path.is_file():
+            if required:
+                raise IncompatibleEntry(f"stage log {path} is missing")
             return {"format": RESULT_FORMAT, "finished": {}, "events": []}
         try:
             stages = read_json(path)
@@ -251,6 +395,9 @@ class Entry:
                 f"stage log {path} has format {stages.get('format')!r}, this glitchlib writes "
                 f"{RESULT_FORMAT}"
             )
+        # logs written before checksums were kept have none; their files are still checked
+        if "sha256" in stages and stages["sha256"] != _content_sha256(stages):
+            raise IncompatibleEntry(f"stage log {path} does not match its own sha256 (altered)")
         return stages
 
     def finish_stage(self, stage: str, seconds: float, files: list[str], **info: Any) -> None:
@@ -265,13 +412,13 @@ class Entry:
         stages["events"].append(
             {"stage": stage, "action": "computed", "seconds": seconds, "at": _now(), **info}
         )
-        write_json(self.path / STAGES_FILE, stages)
+        self._write_stages(stages)
 
     def log_reuse(self, stage: str) -> None:
         """Record that a finished stage was reused by a later attempt."""
         stages = self.read_stages()
         stages["events"].append({"stage": stage, "action": "reused", "seconds": 0.0, "at": _now()})
-        write_json(self.path / STAGES_FILE, stages)
+        self._write_stages(stages)
 
     def forget_stages(self, stages_to_forget: list[str]) -> None:
         """Mark stages as not finished (their outputs are then recomputed)."""
@@ -280,13 +427,23 @@ class Entry:
         for stage in stages_to_forget:
             changed |= stages["finished"].pop(stage, None) is not None
         if changed:
-            write_json(self.path / STAGES_FILE, stages)
+            self._write_stages(stages)
+
+    def _write_stages(self, stages: dict[str, Any]) -> None:
+        write_json(self.path / STAGES_FILE, _sealed(stages))
+
+    def stage_files(self, stages: list[str] | None = None) -> list[str]:
+        """Files of the finished ``stages`` (default: all), as the stage log lists them."""
+        finished = self.read_stages()["finished"]
+        return [name for stage, info in finished.items() if stages is None or stage in stages
+                for name in info.get("files", {})]
 
     def stage_problem(self, stage: str, *, deep: bool = True) -> str | None:
         """Why the finished stage ``stage`` cannot be reused, or ``None`` if it can.
 
         Checks that the stage is logged as finished and that each of its files is
-        present with its recorded size (and, with ``deep``, its sha256).
+        present with its recorded size and sha256 (with ``deep=False``, the sha256
+        of the bulky matrices and checkpoints is not checked).
         """
         info = self.read_stages()["finished"].get(stage)
         if info is None:
@@ -299,18 +456,29 @@ class Entry:
 
     def _file_info(self, name: str) -> dict[str, Any]:
         path = self.path / name
-        return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        return {"size": path.stat().st_size, "sha256": checked_sha256(path)}
 
     def _files_problem(self, files: dict[str, dict[str, Any]], *, deep: bool) -> str | None:
+        if not isinstance(files, dict):
+            return "its list of files is not a JSON object"
         for name, expected in files.items():
             path = self.path / name
+            if not isinstance(expected, dict):
+                return f"the entry of file {name} is not a JSON object"
             if not path.is_file():
                 return f"file {name} is missing"
             if path.stat().st_size != expected.get("size"):
                 return f"file {name} has {path.stat().st_size} bytes, {expected.get('size')} expected"
-            if deep and sha256_file(path) != expected.get("sha256"):
+            if (deep or not name.endswith(BULK_SUFFIX)) and checked_sha256(path) != expected.get("sha256"):
                 return f"file {name} does not match its recorded sha256"
         return None
+
+    def file_problem(self, name: str, record: dict[str, Any]) -> str | None:
+        """Why ``name``, as listed in ``record``, cannot be read (missing, altered), or ``None``."""
+        listed = record.get("files", {})
+        if name not in listed:
+            return f"file {name} is not listed in the record"
+        return self._files_problem({name: listed[name]}, deep=True)
 
     # ----------------------------------------------------------------- record
     def write_record(self, record: dict[str, Any], files: list[str]) -> None:
@@ -322,14 +490,16 @@ class Entry:
             **record,
             "files": {name: self._file_info(name) for name in files},
         }
-        write_json(self.path / RECORD_FILE, record)
+        write_json(self.path / RECORD_FILE, _sealed(record))
 
     def read_record(self, *, settings: dict[str, Any] | None = None, deep: bool = False) -> dict[str, Any]:
         """The complete entry's record, checked; raises :class:`IncompatibleEntry`.
 
         Checks that ``record.json`` parses, has this format version and this key,
-        that its settings agree with every field of ``settings`` (when given), and that every file it lists is present
-        with its size (and sha256 with ``deep``).
+        that it matches its own sha256, that its settings agree with every field of
+        ``settings`` (when given), and that every file it lists is present with its
+        size and sha256 (with ``deep=False``, the sha256 of the bulky matrices and
+        checkpoints is not checked).
         """
         path = self.path / RECORD_FILE
         try:
@@ -345,6 +515,11 @@ class Entry:
                 f"record {path} has format {record.get('format')!r}, this glitchlib writes "
                 f"{RESULT_FORMAT}"
             )
+        if "sha256" not in record:
+            raise IncompatibleEntry(f"record {path} has no checksum of its own (written by an older "
+                                    "glitchlib; a rerun rewrites it without recomputing)")
+        if record["sha256"] != _content_sha256(record):
+            raise IncompatibleEntry(f"record {path} does not match its own sha256 (altered)")
         if record.get("key") != self.key:
             raise IncompatibleEntry(f"record {path} belongs to key {record.get('key')!r}")
         stored = record.get("settings")
@@ -376,6 +551,18 @@ class Entry:
         trash = self.path.with_name(f".trash-{self.path.name}-{os.getpid()}-{time.time_ns()}")
         os.replace(self.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+    def remove_orphans(self) -> list[Path]:
+        """Delete what killed runs of this entry left: temporary files and ``.trash-*`` folders.
+
+        Call it holding the entry's lock. Returns the deleted paths.
+        """
+        removed = remove_orphans(self.path, recursive=True, any_process=True)
+        if self.path.parent.is_dir():
+            for trash in self.path.parent.glob(f".trash-{self.key}-*"):
+                shutil.rmtree(trash, ignore_errors=True)
+                removed.append(trash)
+        return removed
 
 
 # --------------------------------------------------------------------------- store
@@ -421,13 +608,18 @@ class Store:
             return []
         return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def state(self, key: str, settings: dict[str, Any] | None = None) -> str:
-        """``"done"``, ``"partial"`` (some stages finished), ``"missing"`` or ``"corrupt: <why>"``."""
+    def state(self, key: str, settings: dict[str, Any] | None = None, *, deep: bool = False) -> str:
+        """``"done"``, ``"partial"`` (some stages finished), ``"missing"`` or ``"corrupt: <why>"``.
+
+        A done entry has an intact record, stage log and files: every file matches its
+        sha256 (with ``deep=False``, the bulky matrices and checkpoints only their size).
+        """
         entry = self.entry(key)
         if not entry.path.is_dir():
             return "missing"
         try:
-            entry.read_record(settings=settings)
+            entry.read_record(settings=settings, deep=deep)
+            entry.read_stages(required=True)
             return "done"
         except FileNotFoundError:
             pass
@@ -440,7 +632,11 @@ class Store:
         return "partial" if finished else "missing"
 
     def records(self) -> list[dict[str, Any]]:
-        """Records of every complete entry (corrupt ones are reported and left out)."""
+        """Records of every complete entry (corrupt ones are reported, once, and left out).
+
+        Each record and every file the tidy tables read from it are checked
+        against their sha256.
+        """
         records = []
         for key in self.keys():
             entry = self.entry(key)
@@ -449,7 +645,10 @@ class Store:
             except FileNotFoundError:
                 continue  # incomplete: still running or killed, not a result yet
             except IncompatibleEntry as exc:
-                log.warning("skipping %s: %s (rerun it to recompute)", key, exc)
+                message = f"skipping {key}: {exc} (`glitchlib grid` or a rerun recomputes it)"
+                if (str(self.root), message) not in _WARNED:
+                    _WARNED.add((str(self.root), message))
+                    log.warning("%s", message)
         return records
 
     def load_record(self, key: str) -> dict[str, Any]:
@@ -503,8 +702,23 @@ class Store:
 
     def load_scores(self, key: str) -> pd.DataFrame:
         """Per training sample of one run: labels, glitch kind, suggestions, every signal."""
-        self.load_record(key)  # complete and intact, or raise
+        self.load_record(key)  # complete and intact (scores.csv.gz checked), or raise
         return self.entry(key).read_frame(SCORES_FILE)
+
+    def checked_file(self, key: str, name: str) -> Path:
+        """Path of file ``name`` of a complete entry, once it matches its recorded sha256.
+
+        Raises ``FileNotFoundError`` (not complete) or :class:`IncompatibleEntry`.
+        """
+        entry = self.entry(key)
+        problem = entry.file_problem(name, self.load_record(key))
+        if problem:
+            raise IncompatibleEntry(f"entry {entry.path}: {problem}")
+        return entry.file(name)
+
+
+#: Warnings already given by :meth:`Store.records` in this process (each is given once).
+_WARNED: set[tuple[str, str]] = set()
 
 
 def as_store(store: "Store | str | os.PathLike | None") -> Store:

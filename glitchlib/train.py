@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
+import logging
 import os
 import re
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,6 +37,10 @@ from .features import _atomic_save, tensor_sha256
 __all__ = ["Checkpoint", "TrainResult", "fit", "evaluate_accuracy", "load_checkpoints"]
 
 _FILE = re.compile(r"^epoch_(\d{3,})\.pt$")
+#: sha256 of every checkpoint file as written, so a resumed run starts from verified epochs only.
+CHECKSUMS_FILE = "checksums.json"
+
+log = logging.getLogger(__name__)
 
 
 class Checkpoint(NamedTuple):
@@ -166,10 +173,13 @@ def fit(
         Where to train (``None``: CPU).  Checkpoints are CPU tensors.
     checkpoint_dir : path-like, optional
         Directory where each epoch is saved atomically as ``epoch_NNN.pt`` with the
-        optimizer and RNG states.  A later call with the same directory, inputs,
-        settings, seed and initial suffix resumes after the last saved epoch and
-        gives the same checkpoints as an uninterrupted run; epochs already saved
-        are reused (also when fewer epochs are asked for).
+        optimizer and RNG states, its sha256 in ``checksums.json``.  A later call
+        with the same directory, inputs, settings, seed and initial suffix resumes
+        after the last saved epoch and gives the same checkpoints as an
+        uninterrupted run; epochs already saved are reused (also when fewer epochs
+        are asked for). Only epochs ``1..k`` whose files match their recorded
+        sha256 are reused: the first missing, unreadable or altered epoch and every
+        later one are deleted (with a warning) and trained again.
     progress : bool
         Show a tqdm bar over epochs.
 
@@ -240,14 +250,28 @@ def _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_v
         checkpoints.append(Checkpoint(_cpu_state(model), float(lr)))
         bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", val_acc=f"{val_acc:.3f}")
         if directory is not None:
-            _atomic_save({
+            name = f"epoch_{epoch:03d}.pt"
+            _atomic_save(_interned({
                 "fingerprint": fingerprint, "epoch": epoch, "state_dict": checkpoints[-1].state_dict,
                 "learning_rate": float(lr), "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(), "rng": _rng_state(device), "history": rows,
-            }, directory / f"epoch_{epoch:03d}.pt")
+            }), directory / name)
+            _record_checksum(directory, name)
     model.eval()
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "train_acc", "val_acc"])
     return TrainResult(checkpoints, history.astype({"epoch": "int64"}), model)
+
+
+def _interned(obj):
+    """``obj`` with every string interned: pickled to the same bytes whether its strings were
+    created here or read back from a checkpoint (pickle shares equal objects, not equal strings)."""
+    if type(obj) is str:
+        return sys.intern(obj)
+    if type(obj) is dict:
+        return {_interned(k): _interned(v) for k, v in obj.items()}
+    if type(obj) in (list, tuple):
+        return type(obj)(_interned(v) for v in obj)
+    return obj
 
 
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -257,12 +281,48 @@ def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     return state
 
 
+def _read_checksums(directory: Path) -> dict[str, str]:
+    try:
+        with open(directory / CHECKSUMS_FILE, encoding="utf-8") as f:
+            checksums = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return checksums if isinstance(checksums, dict) else {}
+
+
+def _record_checksum(directory: Path, name: str) -> None:
+    from .store import sha256_file, write_json
+
+    checksums = _read_checksums(directory)
+    checksums[name] = sha256_file(directory / name)
+    write_json(directory / CHECKSUMS_FILE, dict(sorted(checksums.items())))
+
+
+def _verified_epochs(directory: Path) -> list[int]:
+    """Epochs 1..k whose files match their recorded sha256; later epoch files are deleted."""
+    from .store import sha256_file
+
+    checksums = _read_checksums(directory)
+    saved = _saved_epochs(directory)
+    verified = 0
+    for epoch in range(1, len(saved) + 1):
+        name = f"epoch_{epoch:03d}.pt"
+        path = directory / name
+        if epoch not in saved or checksums.get(name) is None or sha256_file(path) != checksums[name]:
+            break
+        verified = epoch
+    dropped = [e for e in saved if e > verified]
+    if dropped:
+        log.warning("checkpoint_dir=%s: epoch %d is missing, unverified or altered; deleting epochs %s "
+                    "and training them again", directory, verified + 1, dropped)
+        for epoch in dropped:
+            (directory / f"epoch_{epoch:03d}.pt").unlink(missing_ok=True)
+    return list(range(1, verified + 1))
+
+
 def _resume(directory, fingerprint, epochs, model, optimizer, generator, device):
     """Load saved epochs 1..k (k <= epochs) and restore the training state after epoch k."""
-    saved = _saved_epochs(directory)
-    if saved != list(range(1, len(saved) + 1)):
-        raise ValueError(f"checkpoint_dir={str(directory)!r} holds epochs {saved}, not 1..k; "
-                         "use an empty directory.")
+    saved = _verified_epochs(directory)
     checkpoints, states = [], []
     for epoch in saved[:epochs]:
         state = torch.load(directory / f"epoch_{epoch:03d}.pt", map_location="cpu", weights_only=True)

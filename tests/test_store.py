@@ -98,9 +98,10 @@ def test_stage_log_records_computed_and_reused_stages(store):
 
 def test_stage_problem_detects_missing_truncated_and_altered_files(store):
     entry = store.entry("k")
-    entry.save_tensor("m.pt", torch.arange(100.0))
-    entry.finish_stage("influence", 2.0, ["m.pt"])
-    path = entry.file("m.pt")
+    entry.save_tensor("matrices/m.pt", torch.arange(100.0))
+    entry.save_arrays("labels.npz", y=np.arange(100))
+    entry.finish_stage("influence", 2.0, ["matrices/m.pt", "labels.npz"])
+    path = entry.file("matrices/m.pt")
     data = path.read_bytes()
 
     path.write_bytes(data[:-10])
@@ -109,8 +110,14 @@ def test_stage_problem_detects_missing_truncated_and_altered_files(store):
     altered = bytearray(data)
     altered[-20] ^= 0xFF
     path.write_bytes(bytes(altered))
-    assert entry.stage_problem("influence", deep=False) is None  # same size
+    assert entry.stage_problem("influence", deep=False) is None  # same size, bulky file
     assert "sha256" in entry.stage_problem("influence", deep=True)
+    path.write_bytes(data)
+    small = entry.file("labels.npz")
+    altered = bytearray(small.read_bytes())
+    altered[len(altered) // 2] ^= 0x01
+    small.write_bytes(bytes(altered))
+    assert "labels.npz" in entry.stage_problem("influence", deep=False)  # small files: always the sha256
 
     path.unlink()
     assert "missing" in entry.stage_problem("influence")
@@ -147,6 +154,7 @@ def _complete_entry(store, key, *, seed=3, f1=0.5, val_acc=0.8):
         "timings": {"data": 0.5, "training": 2.0},
         "environment": {"device": "cpu", "machine": "test machine"},
     }
+    entry.finish_stage("metrics", 0.5, ["metrics.csv", "history.csv", "scores.csv.gz"])
     entry.write_record(record, ["metrics.csv", "history.csv", "scores.csv.gz"])
     return entry
 
@@ -249,3 +257,70 @@ def test_empty_store_gives_empty_tables_with_columns(store):
                           (store.load_histories(), "epoch"), (store.load_timings(), "seconds")):
         assert frame.empty and column in frame.columns
     assert not os.path.exists(store.root)  # reading creates nothing
+
+
+# ------------------------------------------------------------- checks on read
+def test_a_same_size_edit_is_seen_even_with_the_old_modification_time(store):
+    entry = _complete_entry(store, "run-a")
+    path = entry.file("metrics.csv")
+    before = path.stat()
+    assert store.state("run-a") == "done"  # the check is now remembered for this version
+    text = path.read_text()
+    path.write_text(text.replace("0.75", "0.15"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime
+    assert path.stat().st_size == before.st_size
+    assert "metrics.csv does not match its recorded sha256" in store.state("run-a")
+
+
+def test_record_and_stage_log_carry_their_own_checksum(store):
+    entry = _complete_entry(store, "run-a")
+    record = json.loads(entry.file("record.json").read_text())
+    record["summary"]["val_acc"] = 0.99
+    entry.file("record.json").write_text(json.dumps(record))
+    with pytest.raises(IncompatibleEntry, match="own sha256"):
+        entry.read_record()
+    del record["sha256"]
+    entry.file("record.json").write_text(json.dumps(record))
+    with pytest.raises(IncompatibleEntry, match="older glitchlib"):
+        entry.read_record()
+
+    stages = json.loads(entry.file("stages.json").read_text())
+    stages["finished"]["metrics"]["seconds"] = 99.0
+    entry.file("stages.json").write_text(json.dumps(stages))
+    with pytest.raises(IncompatibleEntry, match="own sha256"):
+        entry.read_stages()
+    del stages["sha256"]  # a log written before checksums were kept is read as it is
+    entry.file("stages.json").write_text(json.dumps(stages))
+    assert entry.read_stages()["finished"]["metrics"]["seconds"] == 99.0
+
+
+def test_a_complete_entry_needs_its_stage_log(store):
+    entry = _complete_entry(store, "run-a")
+    entry.file("stages.json").unlink()
+    assert "stage log" in store.state("run-a") and store.state("run-a").startswith("corrupt")
+
+
+def test_loaders_warn_once_per_damaged_entry(store, caplog):
+    _complete_entry(store, "run-a", seed=0)
+    _complete_entry(store, "run-b", seed=1).file("metrics.csv").write_text("signal,f1\nsi,0.5\n")
+    with caplog.at_level(logging.WARNING, logger="glitchlib.store"):
+        store.load_runs(), store.load_metrics(), store.load_histories()
+    assert caplog.text.count("skipping run-b") == 1
+
+
+def test_only_temporary_files_of_dead_writers_are_removed(tmp_path):
+    import socket
+
+    from glitchlib.store import remove_orphans
+
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    orphan = tmp_path / f".a.pt.{host}.{dead}.x1.tmp"
+    alive = tmp_path / f".b.pt.{host}.{os.getpid()}.x2.tmp"
+    foreign = tmp_path / ".c.pt.otherhost.1.x3.tmp"
+    for path in (orphan, alive, foreign):
+        path.write_text("partial")
+    assert remove_orphans(tmp_path) == [orphan]
+    assert alive.exists() and foreign.exists()
+    assert sorted(remove_orphans(tmp_path, any_process=True)) == sorted([alive, foreign])

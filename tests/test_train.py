@@ -112,7 +112,7 @@ def test_interrupted_run_resumes_to_identical_checkpoints(tmp_path):
                      seed=5, progress=False)
     train.fit(model, x, y, x[:10], y[:10], TrainSettings(lr=0.1, batch_size=16, epochs=2),
               seed=5, checkpoint_dir=tmp_path, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_001.pt", "epoch_002.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checksums.json", "epoch_001.pt", "epoch_002.pt"]
     resumed = train.fit(model, x, y, x[:10], y[:10], TrainSettings(lr=0.1, batch_size=16, epochs=4),
                         seed=5, checkpoint_dir=tmp_path, progress=False)
     assert len(resumed.checkpoints) == 4
@@ -209,3 +209,23 @@ def test_settings_errors_and_frozen_dataclass():
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.lr = 1.0
     assert s.to_dict() == {"lr": 0.1, "batch_size": 32, "epochs": 3, "source": "user", "notes": ""}
+
+
+def test_resume_starts_from_the_last_checkpoint_that_matches_its_sha256(tmp_path, caplog):
+    x, y = toy_data(n=50)
+    s = TrainSettings(lr=0.1, batch_size=16, epochs=3)
+    full = train.fit(head(), x, y, None, None, s, seed=2, checkpoint_dir=tmp_path, progress=False)
+    reference = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    damaged = bytearray(reference["epoch_002.pt"])
+    damaged[len(damaged) // 2] ^= 0x01  # same size, other bytes: it still loads
+    (tmp_path / "epoch_002.pt").write_bytes(bytes(damaged))
+    with caplog.at_level("WARNING", logger="glitchlib.train"):
+        resumed = train.fit(head(), x, y, None, None, s, seed=2, checkpoint_dir=tmp_path, progress=False)
+    assert "epoch 2" in caplog.text and "[2, 3]" in caplog.text
+    assert all(states_equal(p.state_dict, q.state_dict) for p, q in zip(full.checkpoints, resumed.checkpoints))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == reference  # same bytes again
+
+    (tmp_path / train.CHECKSUMS_FILE).unlink()  # nothing can be verified: trained from scratch
+    again = train.fit(head(), x, y, None, None, s, seed=2, checkpoint_dir=tmp_path, progress=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == reference
+    pd.testing.assert_frame_equal(again.history, full.history)
