@@ -1,4 +1,4 @@
-"""Datasets of the paper: MNIST, Fashion-MNIST and CIFAR-10 (SPEC.md sections 1, 2, 8).
+"""Datasets of the paper: MNIST, Fashion-MNIST, CIFAR-10 and tables (SPEC.md sections 1, 2, 8, 9.7).
 
 >>> from glitchlib import data
 >>> ds = data.load("fmnist")          # embedded 10 % subset, no files or network needed
@@ -17,6 +17,10 @@ Three sources, in order of precedence:
 * nothing: for MNIST and Fashion-MNIST, the real 10 % subsets embedded in the
   package (see ``glitchlib/data/embedded/README.md``). CIFAR-10 cannot be embedded;
   it is looked up in ``~/.cache/glitchlib/data``.
+
+Tables (:mod:`glitchlib.data.tabular`): ``breast_cancer``, ``wine`` and ``digits``
+ship with scikit-learn; ``covtype``, ``jannis`` and ``epsilon`` are fetched once with
+``download=True`` and cached under ``root``.
 """
 
 from __future__ import annotations
@@ -33,17 +37,20 @@ import torch
 from . import _files
 from ._embedded import EMBEDDED, EMBEDDED_DIR, provenance, read_embedded
 from .subsets import class_quotas, stratified_indices
+from .tabular import TABULAR_DATASETS, fit_quantile_transform, read_table, train_validation_split
 from .transforms import denormalize, match_image_shape, preprocess
 
 __all__ = [
     "DATASETS", "OOD_SOURCE", "CLASS_NAMES", "IMAGE_SHAPE", "EMBEDDED_SUBSET", "EMBEDDED_DIR",
     "Dataset", "OODPool", "load", "load_ood", "denormalize", "preprocess",
     "match_image_shape", "stratified_indices", "class_quotas", "default_root", "provenance",
+    "IMAGE_DATASETS", "TABULAR_DATASETS",
 ]
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "fmnist", "cifar10")
+IMAGE_DATASETS = ("mnist", "fmnist", "cifar10")
+DATASETS = IMAGE_DATASETS + TABULAR_DATASETS
 #: Dataset whose test split supplies the anomalies of a run on the key (SPEC.md section 2).
 OOD_SOURCE = {"mnist": "fmnist", "fmnist": "mnist", "cifar10": "fmnist"}
 CLASS_NAMES = {
@@ -84,9 +91,10 @@ class Dataset:
     Attributes
     ----------
     name : str
-        ``"mnist"``, ``"fmnist"`` or ``"cifar10"``.
+        ``"mnist"``, ``"fmnist"``, ``"cifar10"`` or a table of ``TABULAR_DATASETS``.
     x_train, x_test : torch.Tensor
-        float32 ``N x C x H x W`` normalised to ``[-1, 1]`` (SPEC.md section 1).
+        float32 ``N x C x H x W`` normalised to ``[-1, 1]`` (SPEC.md section 1);
+        for tables float32 ``N x n_features``, quantile-transformed (section 9.7).
     y_train, y_test : torch.Tensor
         int64 labels in ``[0, n_classes)``.
     n_classes : int
@@ -209,7 +217,10 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
 
     Parameters
     ----------
-    name : {"mnist", "fmnist", "cifar10"}
+    name : {"mnist", "fmnist", "cifar10"} or a table of ``TABULAR_DATASETS``
+        Tables: ``breast_cancer``, ``wine``, ``digits`` (shipped with scikit-learn),
+        ``covtype``, ``jannis``, ``epsilon`` (``download=True`` once, then cached);
+        see :func:`_load_table`.
     seed : int, default 0
         Seed of the stratified draw (:func:`stratified_indices`, applied to the
         official train split for ``x_train`` and to the official test split for
@@ -247,6 +258,8 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
     name = _check_name(name)
     seed = _check_seed(seed)
     subset = _check_subset(subset)
+    if name in TABULAR_DATASETS:
+        return _load_table(name, seed, root, download)
     if root is None and not download and name in EMBEDDED:
         if not math.isclose(subset, EMBEDDED_SUBSET):
             raise ValueError(
@@ -308,6 +321,10 @@ def load_ood(name: str, seed: int = 0, root=None, download: bool = False) -> OOD
     """
     name = _check_name(name)
     _check_seed(seed)
+    if name in TABULAR_DATASETS:
+        raise ValueError(
+            f"name={name!r} is a table: anomalies (out-of-distribution samples) are defined for the image "
+            "datasets only (SPEC.md section 2); use uniform or class-based noise on tables")
     source_name = OOD_SOURCE[name]
     images = None
     if root is not None or download:
@@ -335,3 +352,29 @@ def load_ood(name: str, seed: int = 0, root=None, download: bool = False) -> OOD
     return OODPool(x=x, y=torch.from_numpy(np.asarray(labels, dtype=np.int64)),
                    source_name=source_name, class_names=list(CLASS_NAMES[source_name]),
                    source=source)
+
+
+def _load_table(name: str, seed, root, download: bool) -> Dataset:
+    """A table split into stratified training and validation rows, quantile-transformed (SPEC.md section 9.7).
+
+    The validation set is a stratified 20 % of the rows drawn with ``seed``
+    (:func:`~glitchlib.data.tabular.train_validation_split`); the quantile transform
+    (:func:`~glitchlib.data.tabular.fit_quantile_transform`) is fitted on the
+    training rows only, then applied to both sets.  Every row of the table is
+    used (``subset`` does not apply to tables; sub-sample with the experiment's
+    ``n_train`` / ``n_test``).
+    """
+    seed = _check_seed(seed)
+    table = read_table(name, _root_path(root), download=download)
+    train_index, test_index = train_validation_split(table.y, seed)
+    transform = fit_quantile_transform(table.x[train_index], seed)
+
+    def prepared(index: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(transform.transform(table.x[index]).astype(np.float32))
+
+    return Dataset(
+        name=name, x_train=prepared(train_index), y_train=torch.from_numpy(table.y[train_index]),
+        x_test=prepared(test_index), y_test=torch.from_numpy(table.y[test_index]),
+        n_classes=len(table.class_names), class_names=list(table.class_names),
+        source=f"{table.source}; stratified 80/20 split and quantile transform with seed={seed}",
+        train_index=train_index, test_index=test_index)
