@@ -60,9 +60,10 @@ def test_status_lists_cells_and_why_they_cannot_run(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
     assert cli.main(["status", "--profile", "paper", "--store", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert "180 cells" in out and "not runnable" in out
+    assert "225 cells" in out and "not runnable" in out  # 180 image cells, 45 tabular ones
     assert "CIFAR-10 files not found" in out
     assert "resnet20 weights not found" in out and "cifar10_resnet20-4118986f.pt" in out
+    assert "jannis is not downloaded" in out and "download=True" in out
 
 
 def test_status_of_a_yaml_profile(tmp_path, capsys):

@@ -17,12 +17,19 @@ import pandas as pd
 __all__ = ["DATASET_NAMES", "MODEL_NAMES", "GLITCH_NAMES", "SIGNAL_NAMES", "SIGNAL_ORDER", "pretty", "model_variants"]
 
 
-DATASET_NAMES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+DATASET_NAMES = {
+    "mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+    "breast_cancer": "Breast cancer", "wine": "Wine", "digits": "Digits 8x8",
+    "covtype": "Forest Cover", "jannis": "Jannis", "epsilon": "Epsilon",
+}
 MODEL_NAMES = {
     "resnet20": "ResNet-20",
     "vit_b_16": "ViT-B/16",
     "convnext_tiny": "ConvNeXt-T",
     "efficientnet_lite0": "EfficientNet-Lite0",
+    "mlp": "MLP",
+    "tabular_resnet": "ResNet (tabular)",
+    "ft_transformer": "FT-Transformer",
 }
 GLITCH_NAMES = {
     "uniform": "uniform noise",
