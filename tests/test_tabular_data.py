@@ -148,3 +148,27 @@ def test_a_table_runs_through_the_whole_pipeline(tmp_path):
     assert result.summary["n_train"] == 60 and result.summary["n_glitches"] == 6
     assert set(result.metrics.signal) >= {"si", "cnci"}
     assert result.matrix("influence").shape == (60, 20)
+
+
+def test_tabular_claim_and_peer_scores_tables():
+    import pandas as pd
+
+    from glitchlib import report
+
+    rows = [{"dataset": "wine", "model": m, "seed": seed, "signal": sig, "f1": f1, "pretrained": False}
+            for m, cnci in (("mlp", 0.8), ("ft_transformer", 0.4))
+            for seed in (0, 1) for sig, f1 in (("cnci", cnci), ("si", 0.6), ("cleanlab", 0.9))]
+    claim = report.tabular_claim(pd.DataFrame(rows))
+    assert list(claim.index) == ["paper", "ours"]
+    assert claim.loc["paper", "mean F1 of CNCI"] == 0.65 and claim.loc["ours", "mean F1 of CNCI"] == 0.6
+    assert claim.loc["ours", "CNCI at least as good as every earlier signal"] == "1 of 2 dataset x model pairs"
+
+    class Scores:  # a store whose one run has a peer column: 4 samples, 2 mislabeled, k = 2
+        def load_scores(self, key):
+            return pd.DataFrame({"mask": [True, True, False, False], "cnci": [0.0, -1.0, -0.5, -2.0],
+                                 "cleanlab": [0.9, 0.8, 0.1, 0.2]})
+
+    cell = tabular_cells("tiny")[0]
+    peers = report.peer_f1(Scores(), [cell], "cleanlab")
+    assert dict(zip(peers.signal, peers.f1)) == {"cnci": 0.5, "cleanlab": 1.0}  # CNCI flags rows 0 and 2
+    assert report.peer_f1(Scores(), [cell], "confident_learning").empty

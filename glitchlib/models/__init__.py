@@ -18,7 +18,7 @@ from ._registry import (
     map_by_position,
 )
 from ._resnet import BasicBlock, CifarResNet, cifar_resnet20
-from ._tabular import TABULAR_MODELS, TABULAR_SIZES, TabularNet
+from ._tabular import TABULAR_MODELS, TABULAR_SIZES, TabularNet, tabular_arguments
 from ._weights import WeightsSpec, find_weights, load_state_dict, weights_id
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "find_weights",
     "influence_leaves",
     "load_state_dict",
+    "tabular_arguments",
     "map_by_position",
     "weights_id",
 ]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["TABULAR_MODELS", "TABULAR_SIZES", "TabularNet", "build_tabular"]
+__all__ = ["TABULAR_MODELS", "TABULAR_SIZES", "TabularNet", "build_tabular", "tabular_arguments"]
 
 TABULAR_MODELS = ("mlp", "tabular_resnet", "ft_transformer")
 
@@ -61,6 +61,21 @@ class TabularNet(nn.Module):
         return self.net(x, None) if self.tokenized else self.net(x)
 
 
+def tabular_arguments(name: str) -> dict[str, object]:
+    """Constructor arguments of tabular model ``name`` besides its input and output widths.
+
+    For ``ft_transformer`` these are ``FTTransformer.get_default_kwargs(n_blocks=1)``.
+    """
+    import rtdl_revisiting_models as rtdl
+
+    if name not in TABULAR_MODELS:
+        raise ValueError(f"name={name!r} is not a tabular model; choose one of {', '.join(TABULAR_MODELS)}.")
+    if name != "ft_transformer":
+        return dict(TABULAR_SIZES[name])
+    kwargs = rtdl.FTTransformer.get_default_kwargs(**TABULAR_SIZES[name])
+    return {k: v for k, v in kwargs.items() if not k.startswith("_")}
+
+
 def build_tabular(name: str, n_features: int, n_classes: int, seed: int) -> tuple[TabularNet, str]:
     """The network ``name`` with random weights drawn from ``seed``, and its head's name.
 
@@ -82,6 +97,6 @@ def build_tabular(name: str, n_features: int, n_classes: int, seed: int) -> tupl
         elif name == "tabular_resnet":
             net = rtdl.ResNet(d_in=n_features, d_out=n_classes, **TABULAR_SIZES[name])
         else:
-            kwargs = rtdl.FTTransformer.get_default_kwargs(**TABULAR_SIZES[name])
+            kwargs = rtdl.FTTransformer.get_default_kwargs(**TABULAR_SIZES[name])  # _is_default included
             net = rtdl.FTTransformer(n_cont_features=n_features, cat_cardinalities=[], d_out=n_classes, **kwargs)
     return TabularNet(net, n_features, tokenized=name == "ft_transformer"), _HEADS[name]
