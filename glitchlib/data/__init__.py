@@ -230,7 +230,8 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
     subset : float, default 0.1
         Share of each official split to keep, in ``(0, 1]``
         (``round(subset * n)`` samples, proportional per class). The embedded data
-        only offers 0.1; other shares need ``root=`` or ``download=True``.
+        only offers 0.1; other shares need ``root=`` or ``download=True``. Tables
+        ignore it: every row is used, 80 % for training and 20 % for validation.
     root : str or path, optional
         Folder with the official files: ``root/MNIST/raw/*-ubyte[.gz]``,
         ``root/FashionMNIST/raw/...``, ``root/cifar-10-batches-py/`` (torchvision's
@@ -238,12 +239,15 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
         Debian's ``/usr/share/datasets/fashion-mnist``).
     download : bool, default False
         Fetch missing files with torchvision's downloaders into ``root`` (default
-        ``~/.cache/glitchlib/data``).
+        ``~/.cache/glitchlib/data``); for covtype, jannis and epsilon,
+        scikit-learn's ``fetch_covtype`` / ``fetch_openml``, cached as
+        ``root/tabular/<name>.npz``.
 
     Returns
     -------
     Dataset
-        float32 ``N x C x H x W`` images in ``[-1, 1]`` and int64 labels.
+        float32 ``N x C x H x W`` images in ``[-1, 1]`` (tables: ``N x n_features``,
+        quantile-transformed) and int64 labels.
 
     Raises
     ------
@@ -253,7 +257,7 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
         ``root`` (or, for CIFAR-10, the default folder) lacks the files.
     RuntimeError
         ``download=True`` failed (e.g. no internet); the message says where to put
-        the files by hand.
+        the files by hand. For tables the host is probed first (at most 5 s).
     """
     name = _check_name(name)
     seed = _check_seed(seed)
