@@ -218,12 +218,13 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
          download: bool = False) -> Dataset:
     """Load the stratified training and validation subsets of a dataset.
 
+    ``name`` may also be a table of ``TABULAR_DATASETS``: ``breast_cancer``,
+    ``wine``, ``digits`` (shipped with scikit-learn), ``covtype``, ``jannis``,
+    ``epsilon`` (``download=True`` once, then cached); see :func:`_load_table`.
+
     Parameters
     ----------
-    name : {"mnist", "fmnist", "cifar10"} or a table of ``TABULAR_DATASETS``
-        Tables: ``breast_cancer``, ``wine``, ``digits`` (shipped with scikit-learn),
-        ``covtype``, ``jannis``, ``epsilon`` (``download=True`` once, then cached);
-        see :func:`_load_table`.
+    name : {"mnist", "fmnist", "cifar10"}
     seed : int, default 0
         Seed of the stratified draw (:func:`stratified_indices`, applied to the
         official train split for ``x_train`` and to the official test split for
@@ -263,10 +264,10 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
         the files by hand. For tables the host is probed first (at most 5 s).
     """
     name = _check_name(name)
-    seed = _check_seed(seed)
-    subset = _check_subset(subset)
     if name in TABULAR_DATASETS:
         return _load_table(name, seed, root, download)
+    seed = _check_seed(seed)
+    subset = _check_subset(subset)
     if root is None and not download and name in EMBEDDED:
         if not math.isclose(subset, EMBEDDED_SUBSET):
             raise ValueError(
