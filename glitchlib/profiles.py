@@ -54,12 +54,15 @@ def _grid(datasets, models, glitches=_GLITCHES, seeds=_SEEDS, **fixed) -> list[E
 
 
 def _embedded() -> list[ExperimentSettings]:
-    return _grid(("mnist", "fmnist"), ("efficientnet_lite0",), ratio=0.1) + tabular_cells("embedded")
+    return _grid(("mnist", "fmnist"), ("efficientnet_lite0",), ratio=0.1)
 
 
 def _paper() -> list[ExperimentSettings]:
-    return (_grid(("mnist", "fmnist", "cifar10"), ("resnet20", "vit_b_16", "convnext_tiny"), ratio=0.1)
-            + tabular_cells("paper"))
+    return _grid(("mnist", "fmnist", "cifar10"), ("resnet20", "vit_b_16", "convnext_tiny"), ratio=0.1)
+
+
+def _tiny() -> list[ExperimentSettings]:
+    return _grid(("fmnist", "mnist"), ("efficientnet_lite0",), seeds=(0,), ratio=0.1, n_train=300, n_test=100)
 
 
 def tabular_cells(profile: str) -> list[ExperimentSettings]:
@@ -88,12 +91,16 @@ def tabular_cells(profile: str) -> list[ExperimentSettings]:
     return [s for s in cells if not (s.dataset == "digits" and s.model == "ft_transformer")]
 
 
-def _tiny() -> list[ExperimentSettings]:
-    return _grid(("fmnist", "mnist"), ("efficientnet_lite0",), seeds=(0,), ratio=0.1, n_train=300, n_test=100)
+def _with_tables(cells_of, profile: str):
+    """The cells of ``cells_of()`` followed by ``tabular_cells(profile)``."""
+    def cells() -> list[ExperimentSettings]:
+        return cells_of() + tabular_cells(profile)
+
+    return cells
 
 
 #: Built-in profiles: name -> function returning the list of settings.
-PROFILES = {"embedded": _embedded, "paper": _paper, "tiny": _tiny}
+PROFILES = {"embedded": _with_tables(_embedded, "embedded"), "paper": _with_tables(_paper, "paper"), "tiny": _tiny}
 
 
 def profile_settings(profile: str | Path) -> list[ExperimentSettings]:
