@@ -17,6 +17,15 @@ Built with the reference implementation, ``rtdl_revisiting_models`` (PyPI
 No pretrained weights exist: the prefix is the identity and the whole network is
 the trainable suffix, so the features stage passes the preprocessed table through
 unchanged.
+
+What TracIn differentiates (``GlitchModel.influence_layers``; SPEC.md section
+9.7): the weight and bias of every ``Linear`` (the MLP's blocks and head; the
+ResNet's input projection, both layers of each block and head; the
+FT-Transformer's attention projections ``W_q``, ``W_k``, ``W_v``, ``W_out``, both
+feed-forward layers and head) and of the FT-Transformer's numeric feature
+tokenizer (``cont_embeddings``, one ``Linear(1, d)`` per feature).  Trained but
+not differentiated: the BatchNorm / LayerNorm parameters and the
+FT-Transformer's [CLS] token.
 """
 
 from __future__ import annotations
