@@ -17,9 +17,10 @@ from typing import Any
 
 # Datasets of the paper (SPEC.md section 1), glitch kinds (section 2) and the
 # registered model names (``timm:<name>`` selects any timm model as well).
-from .data import DATASETS
+from .data import DATASETS, TABULAR_DATASETS
 from .glitches import GLITCH_KINDS
 from .models import MODEL_NAMES as MODELS
+from .models import TABULAR_MODELS
 
 __all__ = [
     "ExperimentSettings",
@@ -225,3 +226,20 @@ def _validate(s: ExperimentSettings) -> None:
             raise ValueError(f"{name}={value!r} must be None or a path given as a string")
     if s.weights is not None and not s.pretrained:
         raise ValueError(f"weights={s.weights!r} was given with pretrained=False; drop one of them")
+    _validate_tabular(s)
+
+
+def _validate_tabular(s: ExperimentSettings) -> None:
+    """Tables go with the tabular models, without pretrained weights or anomalies (SPEC.md section 9.7)."""
+    table, tabular_model = s.dataset in TABULAR_DATASETS, s.model in TABULAR_MODELS
+    if table != tabular_model:
+        models = ", ".join(TABULAR_MODELS)
+        raise ValueError(
+            f"model={s.model!r} does not fit dataset={s.dataset!r}: tables ({', '.join(TABULAR_DATASETS)}) "
+            f"take the tabular models ({models}), images the others")
+    if tabular_model and s.pretrained:
+        raise ValueError(f"pretrained=True: the tabular model {s.model!r} has no pretrained weights; "
+                         "set pretrained=False (it is trained whole)")
+    if table and s.glitch in ("anomalies", "mixed"):
+        raise ValueError(f"glitch={s.glitch!r} needs out-of-distribution images; anomalies are not defined "
+                         f"for tables such as {s.dataset!r}: use uniform or class-based noise")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from glitchlib import cli
+from glitchlib.profiles import profile_settings
 
 
 def _fails(capsys, argv):
@@ -60,9 +61,10 @@ def test_status_lists_cells_and_why_they_cannot_run(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
     assert cli.main(["status", "--profile", "paper", "--store", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    assert "180 cells" in out and "not runnable" in out
+    assert f"{len(profile_settings('paper'))} cells" in out and "not runnable" in out  # images and tables
     assert "CIFAR-10 files not found" in out
     assert "resnet20 weights not found" in out and "cifar10_resnet20-4118986f.pt" in out
+    assert "jannis is not downloaded" in out and "download=True" in out
 
 
 def test_status_of_a_yaml_profile(tmp_path, capsys):

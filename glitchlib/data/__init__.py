@@ -1,4 +1,4 @@
-"""Datasets of the paper: MNIST, Fashion-MNIST and CIFAR-10 (SPEC.md sections 1, 2, 8).
+"""Datasets of the paper: MNIST, Fashion-MNIST, CIFAR-10 and tables (SPEC.md sections 1, 2, 8, 9.7).
 
 >>> from glitchlib import data
 >>> ds = data.load("fmnist")          # embedded 10 % subset, no files or network needed
@@ -17,6 +17,10 @@ Three sources, in order of precedence:
 * nothing: for MNIST and Fashion-MNIST, the real 10 % subsets embedded in the
   package (see ``glitchlib/data/embedded/README.md``). CIFAR-10 cannot be embedded;
   it is looked up in ``~/.cache/glitchlib/data``.
+
+Tables (:mod:`glitchlib.data.tabular`): ``breast_cancer``, ``wine`` and ``digits``
+ship with scikit-learn; ``covtype``, ``jannis`` and ``epsilon`` are fetched once with
+``download=True`` and cached under ``root``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from ._dataset import Dataset, OODPool
 from ._embedded import EMBEDDED, EMBEDDED_DIR, provenance, read_embedded
 from .folders import IMAGEWOOF_CLASSES, load_image_folder, load_imagewoof
 from .subsets import class_quotas, stratified_indices
+from .tabular import TABULAR_DATASETS, fit_quantile_transform, read_table, train_validation_split
 from .transforms import denormalize, match_image_shape, preprocess
 
 __all__ = [
@@ -60,6 +65,12 @@ CLASS_NAMES = {
 IMAGE_SHAPE = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "cifar10": (3, 32, 32), "imagewoof": (3, 224, 224)}
 #: The share of the official splits that the embedded data holds.
 EMBEDDED_SUBSET = 0.1
+
+#: The image datasets above, and every dataset: images and tables (SPEC.md section 9.7;
+#: tables hold ``N x n_features`` float32 rows, see :mod:`glitchlib.data.tabular`).
+IMAGE_DATASETS = DATASETS
+DATASETS = IMAGE_DATASETS + TABULAR_DATASETS
+__all__ += ["IMAGE_DATASETS", "TABULAR_DATASETS"]
 
 default_root = _files.default_root
 _announced: set[str] = set()
@@ -130,6 +141,10 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
          download: bool = False) -> Dataset:
     """Load the stratified training and validation subsets of a dataset.
 
+    ``name`` may also be a table of ``TABULAR_DATASETS``: ``breast_cancer``,
+    ``wine``, ``digits`` (shipped with scikit-learn), ``covtype``, ``jannis``,
+    ``epsilon`` (``download=True`` once, then cached); see :func:`_load_table`.
+
     Parameters
     ----------
     name : {"mnist", "fmnist", "cifar10", "imagewoof"}
@@ -146,7 +161,8 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
     subset : float, default 0.1
         Share of each official split to keep, in ``(0, 1]``
         (``round(subset * n)`` samples, proportional per class). The embedded data
-        only offers 0.1; other shares need ``root=`` or ``download=True``.
+        only offers 0.1; other shares need ``root=`` or ``download=True``. Tables
+        ignore it: every row is used, 80 % for training and 20 % for validation.
     root : str or path, optional
         Folder with the official files: ``root/MNIST/raw/*-ubyte[.gz]``,
         ``root/FashionMNIST/raw/...``, ``root/cifar-10-batches-py/`` (torchvision's
@@ -154,12 +170,15 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
         Debian's ``/usr/share/datasets/fashion-mnist``).
     download : bool, default False
         Fetch missing files with torchvision's downloaders into ``root`` (default
-        ``~/.cache/glitchlib/data``).
+        ``~/.cache/glitchlib/data``); for covtype, jannis and epsilon,
+        scikit-learn's ``fetch_covtype`` / ``fetch_openml``, cached as
+        ``root/tabular/<name>.npz``.
 
     Returns
     -------
     Dataset
-        float32 ``N x C x H x W`` images in ``[-1, 1]`` and int64 labels.
+        float32 ``N x C x H x W`` images in ``[-1, 1]`` (tables: ``N x n_features``,
+        quantile-transformed) and int64 labels.
 
     Raises
     ------
@@ -169,9 +188,11 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
         ``root`` (or, for CIFAR-10, the default folder) lacks the files.
     RuntimeError
         ``download=True`` failed (e.g. no internet); the message says where to put
-        the files by hand.
+        the files by hand. For tables the host is probed first (at most 5 s).
     """
     name = _check_name(name)
+    if name in TABULAR_DATASETS:
+        return _load_table(name, seed, root, download)
     seed = _check_seed(seed)
     subset = _check_subset(subset)
     if name == "imagewoof":
@@ -237,6 +258,10 @@ def load_ood(name: str, seed: int = 0, root=None, download: bool = False) -> OOD
     """
     name = _check_name(name)
     _check_seed(seed)
+    if name in TABULAR_DATASETS:
+        raise ValueError(
+            f"name={name!r} is a table: anomalies (out-of-distribution samples) are defined for the image "
+            "datasets only (SPEC.md section 2); use uniform or class-based noise on tables")
     source_name = OOD_SOURCE[name]
     images = None
     if root is not None or download:
@@ -264,3 +289,29 @@ def load_ood(name: str, seed: int = 0, root=None, download: bool = False) -> OOD
     return OODPool(x=x, y=torch.from_numpy(np.asarray(labels, dtype=np.int64)),
                    source_name=source_name, class_names=list(CLASS_NAMES[source_name]),
                    source=source)
+
+
+def _load_table(name: str, seed, root, download: bool) -> Dataset:
+    """A table split into stratified training and validation rows, quantile-transformed (SPEC.md section 9.7).
+
+    The validation set is a stratified 20 % of the rows drawn with ``seed``
+    (:func:`~glitchlib.data.tabular.train_validation_split`); the quantile transform
+    (:func:`~glitchlib.data.tabular.fit_quantile_transform`) is fitted on the
+    training rows only, then applied to both sets.  Every row of the table is
+    used (``subset`` does not apply to tables; sub-sample with the experiment's
+    ``n_train`` / ``n_test``).
+    """
+    seed = _check_seed(seed)
+    table = read_table(name, _root_path(root), download=download)
+    train_index, test_index = train_validation_split(table.y, seed)
+    transform = fit_quantile_transform(table.x[train_index], seed)
+
+    def prepared(index: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(transform.transform(table.x[index]).astype(np.float32))
+
+    return Dataset(
+        name=name, x_train=prepared(train_index), y_train=torch.from_numpy(table.y[train_index]),
+        x_test=prepared(test_index), y_test=torch.from_numpy(table.y[test_index]),
+        n_classes=len(table.class_names), class_names=list(table.class_names),
+        source=f"{table.source}; stratified 80/20 split and quantile transform with seed={seed}",
+        train_index=train_index, test_index=test_index)

@@ -15,7 +15,15 @@ How, by layer (decided by :func:`make_plan` from one probing forward pass):
   (inputs with more than 2 dimensions) or several times per pass. From the same
   hooks, :func:`batched_gradients` materialises the per-sample gradient
   ``sum_positions d a^T`` with one batched matrix product over the convolution's
-  input patches, the way captum's sample-wise gradients do.
+  input patches, the way captum's sample-wise gradients do. For a ``Linear``
+  applied to a token sequence ``a_i`` (``S x d_in``, e.g. the FT-Transformer's
+  attention projections and feed-forward layers) this is the sum over tokens of
+  outer products, ``G_i = sum_s d_{i,s} a_{i,s}^T`` (and ``sum_s d_{i,s}`` for the
+  bias), exact for any number of tokens and calls.
+* **tokenizer**: the FT-Transformer's numeric feature tokenizer
+  (``LinearEmbeddings``, token ``f`` = ``x_f W_f + b_f``) is also hooked; its
+  per-sample gradients are ``x_{i,f} d_{i,f}`` for ``W_f`` and ``d_{i,f}`` for
+  ``b_f``.
 * **generic**: anything else (a module whose parameters are used without calling
   the module, e.g. through ``F.linear(x, module.weight)``): :func:`flat_gradients`
   with ``torch.func`` (``vmap`` of ``grad`` over ``functional_call``).
@@ -139,7 +147,9 @@ def make_plan(
         dims = calls[id(layer.module)]  # input dimensions, one per call
         if layer.is_linear and dims == [2]:
             closed.append(layer)
-        elif dims and all(d >= 2 if layer.is_linear else d == 4 for d in dims):
+        elif layer.is_tokenizer and dims and all(d == 2 for d in dims):
+            hooked.append(layer)
+        elif not layer.is_tokenizer and dims and all(d >= 2 if layer.is_linear else d == 4 for d in dims):
             hooked.append(layer)
         else:
             generic.append(layer)
@@ -171,6 +181,13 @@ def _weight_gradient(layer: InfluenceLayer, a: Tensor, d: Tensor, out: Tensor, a
     """Write (or add) the per-sample weight gradient of one call into ``out`` (``n x numel``)."""
     n = a.shape[0]
     module = layer.module
+    if layer.is_tokenizer:  # output n x F x d = x[..., None] * W + b
+        grads = a.unsqueeze(-1) * d  # n x F x d
+        if accumulate:
+            out.add_(grads.reshape(n, -1))
+        else:
+            out.copy_(grads.reshape(n, -1))
+        return
     if layer.is_linear:
         patches = a.reshape(n, -1, a.shape[-1])  # n x S x d_in
         grads = d.reshape(n, -1, d.shape[-1]).transpose(1, 2)  # n x d_out x S
@@ -291,7 +308,9 @@ def batched_gradients(
         k += 1
         if layer.has_bias:
             per_call = [
-                d.reshape(n, -1, d.shape[-1]).sum(1) if layer.is_linear else d.reshape(n, d.shape[1], -1).sum(-1)
+                d.reshape(n, -1) if layer.is_tokenizer
+                else d.reshape(n, -1, d.shape[-1]).sum(1) if layer.is_linear
+                else d.reshape(n, d.shape[1], -1).sum(-1)
                 for _, d in calls
             ]
             blocks[k].copy_(torch.stack(per_call).sum(0))

@@ -1,10 +1,14 @@
-"""Which parameters TracIn differentiates (SPEC.md section 3).
+"""Which parameters TracIn differentiates (SPEC.md sections 3 and 9.7).
 
 The influence parameters are the weights and biases of the ``Linear`` and
-``Conv2d`` modules inside the influence layers. A layer name may point at a
-``Linear``/``Conv2d`` module itself or at a container (for example a ResNet
-block ``"layer3.2"``), which expands to every ``Linear``/``Conv2d`` module inside
-it. Normalisation layers (BatchNorm, LayerNorm, ...) are never differentiated.
+``Conv2d`` modules inside the influence layers, and of the numeric feature
+tokenizer of the FT-Transformer (``rtdl_revisiting_models.LinearEmbeddings``:
+token ``f`` of sample ``x`` is ``x_f W_f + b_f``, one ``Linear(1, d)`` per
+feature). A layer name may point at such a module itself or at a container (for
+example a ResNet block ``"layer3.2"``), which expands to every such module inside
+it. Normalisation layers (BatchNorm, LayerNorm, ...) are never differentiated,
+nor are parameters used outside these modules (the FT-Transformer's [CLS]
+token, ``nn.Embedding`` tables).
 
 Note the difference with captum 0.9.0: captum silently ignores a container name
 and then differentiates nothing of it; here a container stands for its leaves.
@@ -17,7 +21,15 @@ from dataclasses import dataclass
 
 from torch import nn
 
-INFLUENCE_MODULE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
+try:  # the FT-Transformer's numeric feature tokenizer (Gorishniy et al., 2021)
+    from rtdl_revisiting_models import LinearEmbeddings as _LinearEmbeddings
+except ImportError:  # pragma: no cover - a declared dependency
+    _LinearEmbeddings = None
+
+TOKENIZER_TYPES: tuple[type[nn.Module], ...] = () if _LinearEmbeddings is None else (_LinearEmbeddings,)
+"""Feature tokenizers ``(n, F) -> (n, F, d)``, ``x_f W_f + b_f``, differentiated like ``Linear``."""
+
+INFLUENCE_MODULE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, *TOKENIZER_TYPES)
 """Module types whose parameters are influence parameters."""
 
 
@@ -42,6 +54,10 @@ class InfluenceLayer:
     @property
     def is_linear(self) -> bool:
         return isinstance(self.module, nn.Linear)
+
+    @property
+    def is_tokenizer(self) -> bool:
+        return isinstance(self.module, TOKENIZER_TYPES)
 
     @property
     def has_bias(self) -> bool:

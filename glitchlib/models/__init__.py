@@ -4,7 +4,8 @@
 ``GlitchModel`` whose ``prefix`` (input adapter + frozen backbone, always in eval
 mode) is computed once per input by ``glitchlib.features`` and whose ``suffix`` (the
 trained layers) is what ``glitchlib.train.fit`` trains and TracIn differentiates.
-SPEC.md section 1.
+SPEC.md section 1.  The tabular models ``mlp``, ``tabular_resnet`` and
+``ft_transformer`` (SPEC.md section 9.7) have an identity prefix.
 """
 
 from ._core import Adapted, GlitchModel, InputAdapter, LinearHead, influence_leaves
@@ -17,6 +18,7 @@ from ._registry import (
     map_by_position,
 )
 from ._resnet import BasicBlock, CifarResNet, cifar_resnet20
+from ._tabular import TABULAR_MODELS, TABULAR_SIZES, TabularNet, tabular_arguments
 from ._weights import WeightsSpec, find_weights, load_state_dict, weights_id
 
 __all__ = [
@@ -29,6 +31,9 @@ __all__ = [
     "LinearHead",
     "MODEL_NAMES",
     "PAPER_WEIGHTS",
+    "TABULAR_MODELS",
+    "TABULAR_SIZES",
+    "TabularNet",
     "WeightsSpec",
     "cifar_resnet20",
     "create",
@@ -36,6 +41,7 @@ __all__ = [
     "find_weights",
     "influence_leaves",
     "load_state_dict",
+    "tabular_arguments",
     "map_by_position",
     "weights_id",
 ]

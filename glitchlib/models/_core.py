@@ -71,12 +71,16 @@ class LinearHead(nn.Module):
 def influence_leaves(module: nn.Module, trained_layers: list[str]) -> list[str]:
     """Names of the ``Linear`` and ``Conv2d`` modules inside ``trained_layers`` (SPEC.md section 3).
 
-    Names are relative to ``module``, in module order; ``""`` in ``trained_layers``
-    stands for the whole module.
+    Also the FT-Transformer's numeric feature tokenizer (SPEC.md section 9.7;
+    ``glitchlib.influence.INFLUENCE_MODULE_TYPES``).  Names are relative to
+    ``module``, in module order; ``""`` in ``trained_layers`` stands for the whole
+    module.
     """
+    from ..influence.layers import INFLUENCE_MODULE_TYPES
+
     names = []
     for name, sub in module.named_modules():
-        if not isinstance(sub, (nn.Linear, nn.Conv2d)):
+        if not isinstance(sub, INFLUENCE_MODULE_TYPES):
             continue
         if any(t == "" or name == t or name.startswith(t + ".") for t in trained_layers):
             names.append(name)

@@ -11,6 +11,7 @@ from torch import nn
 
 from ._core import Adapted, GlitchModel, InputAdapter, LinearHead
 from ._resnet import CifarResNet, cifar_resnet20
+from ._tabular import TABULAR_MODELS, build_tabular
 from ._weights import WeightsSpec, find_weights, load_state_dict, weights_id
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
     "map_by_position",
 ]
 
-MODEL_NAMES = ("resnet20", "vit_b_16", "convnext_tiny", "efficientnet_lite0")
+MODEL_NAMES = ("resnet20", "vit_b_16", "convnext_tiny", "efficientnet_lite0", *TABULAR_MODELS)
 
 #: Published checkpoints of the paper's three backbones (SPEC.md section 1).
 PAPER_WEIGHTS = {
@@ -280,6 +281,7 @@ def create(
     *,
     freeze: bool | None = None,
     input_size: int | None = None,
+    n_features: int | None = None,
 ) -> GlitchModel:
     """Build a registered backbone with a new head, split into frozen prefix and trainable suffix.
 
@@ -300,6 +302,13 @@ def create(
         TracIn's gradients are those of a linear layer.  Training the last 1x1 conv
         block as well would cache a 320 x 4 x 4 map per image (at 128 px) and add
         410 k influence parameters.
+
+        ``"mlp"``, ``"tabular_resnet"`` and ``"ft_transformer"`` are the tabular
+        models of Gorishniy et al. (2021) built with ``rtdl_revisiting_models``
+        (sizes in ``glitchlib.models.TABULAR_SIZES``; SPEC.md section 9.7).  They
+        have no pretrained weights (pass ``pretrained=False``) and are trained
+        whole: the prefix is the identity, every ``Linear`` (and the
+        FT-Transformer's feature tokenizer) is an influence layer.
     n_classes : int
         Outputs of the new head.
     pretrained : bool
@@ -319,6 +328,8 @@ def create(
     input_size : int, optional
         Side the images are resized to inside the model; ``None`` keeps each model's
         default (224 for torchvision and timm models, no resize for ``resnet20``).
+    n_features : int, optional
+        Columns of the table; required by the tabular models, unused otherwise.
 
     Returns
     -------
@@ -329,8 +340,9 @@ def create(
     Raises
     ------
     ValueError
-        Unknown ``name``, bad ``n_classes``, ``weights`` with ``pretrained=False``, or
-        a weights file that does not fit.
+        Unknown ``name``, bad ``n_classes``, ``weights`` with ``pretrained=False``,
+        a weights file that does not fit, or a tabular model with ``pretrained=True``,
+        ``freeze=True`` or without ``n_features``.
     FileNotFoundError
         No weights reachable (the message names the file, the URL and ``weights=``).
     """
@@ -340,6 +352,8 @@ def create(
         raise ValueError("weights= was given with pretrained=False; drop one of them.")
     if input_size is not None and int(input_size) < 1:
         raise ValueError(f"input_size={input_size!r}: need a positive integer or None.")
+    if name in TABULAR_MODELS:
+        return _create_tabular(name, n_classes, pretrained, weights, seed, freeze, n_features)
     frozen = bool(pretrained if freeze is None else freeze)
     args = (n_classes, pretrained, weights, seed, frozen, input_size)
     if name == "resnet20":
@@ -358,4 +372,20 @@ def create(
     return GlitchModel(
         prefix, suffix, name=name, n_classes=n_classes, weights_id=wid, input_size=size,
         trained_layers=trained, head_layers=head, pretrained=pretrained, frozen=frozen,
+    )
+
+
+def _create_tabular(name, n_classes, pretrained, weights, seed, freeze, n_features) -> GlitchModel:
+    if pretrained or weights is not None:
+        raise ValueError(
+            f"pretrained={pretrained!r}: the tabular model {name!r} has no pretrained weights; "
+            "pass pretrained=False (it is trained whole).")
+    if freeze:
+        raise ValueError(f"freeze={freeze!r}: the tabular model {name!r} is trained whole; leave freeze unset.")
+    if n_features is None:
+        raise ValueError(f"n_features=None: the tabular model {name!r} needs the number of table columns.")
+    net, head = build_tabular(name, n_features, n_classes, seed)
+    return GlitchModel(
+        nn.Identity(), net, name=name, n_classes=n_classes, weights_id=f"random-seed{seed}", input_size=None,
+        trained_layers=[""], head_layers=[head], pretrained=False, frozen=False,
     )

@@ -25,6 +25,8 @@ the package has one job:
 :mod:`~glitchlib.report.runs`
     the runs of a chapter: their settings, computing the missing ones, their
     status and provenance;
+:mod:`~glitchlib.report.tabular`
+    the paper's tabular claim beside ours, and peers' stored scores;
 :mod:`~glitchlib.report.samples`
     one run's training samples: the most suspicious ones as images, label
     confusion and repairs.
@@ -56,6 +58,7 @@ from .samples import (
     suspect_gallery,
     top_suspects,
 )
+from .tabular import EARLIER_SIGNALS, PAPER_TABULAR_CNCI_F1, influence_parameters, peer_f1, tabular_claim
 from .tables import (
     DETECTION_STAGES,
     PAPER_SIGNAL_SHARE,
@@ -78,6 +81,11 @@ from .tables import (
 )
 
 __all__ = [
+    "EARLIER_SIGNALS",
+    "PAPER_TABULAR_CNCI_F1",
+    "influence_parameters",
+    "peer_f1",
+    "tabular_claim",
     "DATASET_NAMES",
     "MODEL_NAMES",
     "GLITCH_NAMES",

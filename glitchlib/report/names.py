@@ -17,12 +17,19 @@ import pandas as pd
 __all__ = ["DATASET_NAMES", "MODEL_NAMES", "GLITCH_NAMES", "SIGNAL_NAMES", "SIGNAL_ORDER", "pretty", "model_variants"]
 
 
-DATASET_NAMES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+DATASET_NAMES = {
+    "mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+    "breast_cancer": "Breast cancer", "wine": "Wine", "digits": "Digits 8x8",
+    "covtype": "Forest Cover", "jannis": "Jannis", "epsilon": "Epsilon",
+}
 MODEL_NAMES = {
     "resnet20": "ResNet-20",
     "vit_b_16": "ViT-B/16",
     "convnext_tiny": "ConvNeXt-T",
     "efficientnet_lite0": "EfficientNet-Lite0",
+    "mlp": "MLP",
+    "tabular_resnet": "ResNet (tabular)",
+    "ft_transformer": "FT-Transformer",
 }
 GLITCH_NAMES = {
     "uniform": "uniform noise",
@@ -69,17 +76,19 @@ def pretty(df: pd.DataFrame) -> pd.DataFrame:
 def model_variants(df: pd.DataFrame) -> pd.DataFrame:
     """Return a copy of ``df`` whose ``model`` column also names the variant of the run.
 
-    A run with ``pretrained`` False becomes "<model> (random weights)", one
-    with ``influence`` "head" gets " (head-only influence)", so that tables
-    never average a variant into the default model. Model codes become display
-    names.
+    A run with ``pretrained`` False becomes "<model> (random weights)" (except
+    the tabular models, which have no pretrained weights), one with
+    ``influence`` "head" gets " (head-only influence)", so that tables never
+    average a variant into the default model. Model codes become display names.
     """
+    from ..models._tabular import TABULAR_MODELS
+
     out = df.copy()
     if "model" not in out.columns or out.empty:
         return out
     suffix = pd.Series("", index=out.index)
     if "pretrained" in out.columns:
-        scratch = out["pretrained"].astype(str).str.lower().isin(["false", "0"])
+        scratch = out["pretrained"].astype(str).str.lower().isin(["false", "0"]) & ~out["model"].isin(TABULAR_MODELS)
         suffix = suffix.where(~scratch, suffix + " (random weights)")
     if "influence" in out.columns:
         head = out["influence"].astype(str) == "head"

@@ -53,14 +53,18 @@ def with_glitch(settings: Sequence, glitch: str) -> list:
 
     Returns the settings whose ``glitch`` is ``glitch``; when the profile has
     none, derives them from the profile's settings by replacing the glitch kind
-    (one per dataset x model x ratio x seed), so that every chapter has runs.
+    (one per dataset x model x ratio x seed), so that every chapter has runs;
+    cells that cannot take ``glitch`` (anomalies on a table) are left out.
     """
     chosen = [s for s in settings if s.glitch == glitch]
     if chosen or not settings:
         return chosen
     derived = {}
     for s in settings:
-        new = dataclasses.replace(s, glitch=glitch)
+        try:
+            new = dataclasses.replace(s, glitch=glitch)
+        except ValueError:  # a glitch this cell cannot take, e.g. anomalies on a table
+            continue
         derived.setdefault(new.key(), new)
     return list(derived.values())
 
