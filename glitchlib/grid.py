@@ -113,7 +113,8 @@ def run_grid(
     cluster : {"local", "slurm"}, optional
         Start a cluster for this grid and close it at the end: a
         ``distributed.LocalCluster`` of ``workers`` processes, or a
-        ``dask_jobqueue.SLURMCluster`` scaled to ``workers`` workers.
+        ``dask_jobqueue.SLURMCluster`` kept at ``workers`` workers (a job that
+        ends is replaced by a new one).
     workers : int, optional
         Worker processes (one cell at a time each). Default: ``jobs`` when it
         is above 1, else the CPU count (local) or the processes of one job (Slurm).
@@ -286,7 +287,9 @@ def _start_cluster(kind: str, workers: int | None, options: dict[str, Any]) -> I
         raise ImportError("cluster='slurm' needs dask-jobqueue: pip install dask-jobqueue") from exc
     with _construct(SLURMCluster, options) as started:
         per_job = max(1, int(options.get("processes") or 1))
-        started.scale(jobs=math.ceil((workers or per_job) / per_job))
+        jobs = math.ceil((workers or per_job) / per_job)
+        # adaptive at a fixed size: a job that ends (time limit, node failure) is replaced
+        started.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
         log.info("Slurm job script:\n%s", started.job_script())
         yield started
 

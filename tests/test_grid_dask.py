@@ -259,6 +259,21 @@ def test_the_slurm_example_builds_a_job_script(tmp_path):
     assert f"#SBATCH -t {options['walltime']}" in script
     assert all(f"#SBATCH {d}" in script for d in options["job_extra_directives"])
     assert "--nthreads 1" in script  # one cell at a time per worker
+    readme = (ROOT / "README.md").read_text()
+    documented = readme.split("(`scripts/slurm.yaml`", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert yaml.safe_load(documented) == options  # the README shows the file as it is
+
+
+def test_a_file_system_without_posix_locks_is_an_error_that_says_so(tmp_path, monkeypatch):
+    import errno
+
+    def refuse(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "lockf", refuse)
+    with pytest.raises(OSError, match=r"cannot lock .*x\.lock.*POSIX locks.*lockd"):
+        with file_lock(tmp_path / "x.lock"):
+            pass
 
 
 @pytest.mark.parametrize(
