@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import traceback
 from dataclasses import dataclass
@@ -44,6 +43,13 @@ log = logging.getLogger(__name__)
 
 #: Kinds of Dask cluster :func:`run_grid` can start for a grid.
 CLUSTERS = ("local", "slurm")
+
+#: Dask's nannies start workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which fixes
+#: glibc's mmap threshold, so every large tensor is mapped and unmapped again: the
+#: backbone's forward pass ran about 2x slower in such a worker than in a plain
+#: process. The workers of the clusters started here keep glibc's defaults.
+_WORKER_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": None}
+_WORKER_ENVIRON_SHELL = "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON='{\"MALLOC_TRIM_THRESHOLD_\": None}'"
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,8 @@ def run_grid(
         sees (a shared file system).
     jobs : int
         ``1`` runs the cells in this process (unless ``scheduler`` or ``cluster``
-        is given); ``N > 1`` is short for ``cluster="local", workers=N``.
+        is given); ``N > 1`` is short for ``cluster="local", workers=N`` (with
+        ``cluster`` given: for ``workers=N``).
     scheduler : str or distributed.Client, optional
         Address of a running Dask scheduler (``"tcp://10.0.0.5:8786"``) or a
         client connected to one; the cells become tasks of its workers.
@@ -155,8 +162,8 @@ def run_grid(
     if scheduler is not None and (cluster is not None or jobs > 1):
         raise ValueError("scheduler= runs the cells on that scheduler's workers; "
                          "leave out cluster= and jobs= (or leave out scheduler=)")
-    if cluster is None and scheduler is None and jobs > 1:
-        cluster, workers = "local", workers or jobs
+    if scheduler is None and jobs > 1:
+        cluster, workers = cluster or "local", workers or jobs
     if workers is not None and cluster is None:
         raise ValueError(f"workers={workers} needs cluster='local' or 'slurm'")
     store = as_store(store)
@@ -273,23 +280,38 @@ def _dask_client(scheduler, cluster, workers, options) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def _start_cluster(kind: str, workers: int | None, options: dict[str, Any]) -> Iterator[Any]:
+    import dask
+
     if kind == "local":
         from distributed import LocalCluster
 
         defaults = {"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1, "processes": True,
                     "dashboard_address": ":0", "silence_logs": logging.ERROR}
-        with _construct(LocalCluster, {**defaults, **options}) as started:
-            yield started
+        environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **_WORKER_ENVIRON}
+        # the nannies set the workers' variables in this process too: put them back afterwards
+        before = {name: os.environ.get(name) for name in [*environ, "PYTHONHASHSEED"]}
+        try:
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+                    _construct(LocalCluster, {**defaults, **options}) as started:
+                yield started
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         return
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError as exc:
         raise ImportError("cluster='slurm' needs dask-jobqueue: pip install dask-jobqueue") from exc
-    with _construct(SLURMCluster, options) as started:
-        per_job = max(1, int(options.get("processes") or 1))
-        jobs = math.ceil((workers or per_job) / per_job)
+    prologue = [_WORKER_ENVIRON_SHELL, *options.get("job_script_prologue", [])]
+    with _construct(SLURMCluster, {**options, "job_script_prologue": prologue}) as started:
         # adaptive at a fixed size: a job that ends (time limit, node failure) is replaced
-        started.adapt(minimum_jobs=jobs, maximum_jobs=jobs)
+        if workers:
+            started.adapt(minimum=workers, maximum=workers)
+        else:
+            started.adapt(minimum_jobs=1, maximum_jobs=1)
         log.info("Slurm job script:\n%s", started.job_script())
         yield started
 

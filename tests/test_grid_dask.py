@@ -286,7 +286,8 @@ def test_a_file_system_without_posix_locks_is_an_error_that_says_so(tmp_path, mo
         (["--cluster", "local", "-j", "2"], ["-j/--jobs", "--workers"]),
         (["--threads", "0"], ["--threads", "positive"]),
         (["--cluster", "mars"], ["--cluster", "local", "slurm"]),
-        (["--cluster", "slurm", "--cluster-config", "absent.yaml"], ["--cluster-config", "absent.yaml", "does not exist"]),
+        (["--cluster", "slurm", "--cluster-config", "absent.yaml"],
+         ["--cluster-config", "absent.yaml", "does not exist"]),
     ],
 )
 def test_bad_grid_arguments_exit_2_and_name_the_argument(capsys, tmp_path, argv, expected):
