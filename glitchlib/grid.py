@@ -286,7 +286,8 @@ def _start_cluster(kind: str, workers: int | None, options: dict[str, Any]) -> I
         from distributed import LocalCluster
 
         defaults = {"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1, "processes": True,
-                    "dashboard_address": ":0", "silence_logs": logging.ERROR}
+                    "dashboard_address": ":0",
+                    "silence_logs": logging.INFO if log.isEnabledFor(logging.INFO) else logging.CRITICAL}
         environ = {**dask.config.get("distributed.nanny.pre-spawn-environ"), **_WORKER_ENVIRON}
         # the nannies set the workers' variables in this process too: put them back afterwards
         before = {name: os.environ.get(name) for name in [*environ, "PYTHONHASHSEED"]}
@@ -318,11 +319,11 @@ def _start_cluster(kind: str, workers: int | None, options: dict[str, Any]) -> I
 
 @contextlib.contextmanager
 def _quiet_dask() -> Iterator[None]:
-    """Dask's start and stop messages only with ``-v`` (glitchlib logging at INFO)."""
+    """Dask's own messages only with ``-v`` (glitchlib logging at INFO); cells report their errors."""
     logger = logging.getLogger("distributed")
     before = logger.level
     if not log.isEnabledFor(logging.INFO):
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
