@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,6 +115,24 @@ def test_a_worker_killed_mid_cell_costs_only_a_retry(reference, tmp_path):
     assert events[0] == ("data", "computed") and ("data", "reused") in events  # resumed after the kill
     entry.read_record(deep=True)  # every file of the entry matches its recorded checksum
     _assert_same_scores(store, reference, cells)
+
+
+# ------------------------------------------------------------------ failing cell
+def test_a_failing_cell_is_reported_in_one_line_and_the_others_go_on(reference, tmp_path, capsys):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    broken = CELLS[0].replace(weights=str(garbage))
+    profile = _profile_file(tmp_path / "grid.yaml", [broken, CELLS[0]])
+    store = tmp_path / "results"
+    shutil.copytree(reference / "features", store / "features")  # the good cell reuses the serial features
+    code = cli.main(["grid", "--profile", str(profile), "--store", str(store), "--quiet",
+                     "--cluster", "local", "--workers", "1"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "computed 1," in out and "failed 1" in out
+    failed = [line for line in out.splitlines() if line.startswith("  failed:")]
+    assert len(failed) == 1 and broken.key() in failed[0] and "Traceback" not in out
+    _assert_same_scores(store, reference, [CELLS[0]])
 
 
 # ------------------------------------------------------------- two grids at once
