@@ -4,6 +4,8 @@
 #   make test-fast        the seconds-long math tests (signals, metrics, glitches, detection) while editing
 #   make book             run the embedded grid, execute the notebooks, build the HTML book
 #   make book PROFILE=paper   the same for another profile (embedded | paper | tiny | path/to/profile.yaml)
+#   make book JOBS=4          the grid on a local Dask cluster of 4 worker processes
+#   make book SCHEDULER=tcp://host:8786   the grid on a running Dask cluster
 #   make book-check       build the book and open every chapter in headless Chromium
 #   make bench            run every benchmark
 
@@ -13,6 +15,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= embedded
 RESULTS ?= results
 JOBS ?= 1
+SCHEDULER ?=
 STAMP := $(VENV)/.glitchlib-installed
 
 .PHONY: setup test test-fast book book-check bench clean
@@ -35,7 +38,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not gpu" $(FAST_TESTS)
 
 book: setup
-	$(PY) scripts/build_book.py --profile $(PROFILE) --results $(RESULTS) --jobs $(JOBS)
+	$(PY) scripts/build_book.py --profile $(PROFILE) --results $(RESULTS) --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 book-check: book
 	$(PY) book/check_book.py --html book/_build/html

@@ -4,6 +4,7 @@ Examples::
 
     glitchlib run --dataset fmnist --model efficientnet_lite0 --glitch class-based --ratio 0.1 --seed 0
     glitchlib grid --profile embedded -j 2
+    glitchlib grid --profile paper --scheduler tcp://10.0.0.5:8786 --device cuda
     glitchlib status --profile paper
     glitchlib report --profile embedded
     glitchlib scan path/to/labelled/images --out scan-results
@@ -30,6 +31,7 @@ _CHOICES = {"dataset": DATASETS, "glitch": GLITCH_KINDS, "influence": INFLUENCE_
             "counterfactual": COUNTERFACTUAL_CHOICES}
 _INTS = {"seed", "n_train", "n_test", "n_contaminated", "batch_size", "epochs", "projection_dim"}
 _FLOATS = {"ratio", "subset", "lr"}
+_CLUSTERS = ("local", "slurm")  # glitchlib.grid.CLUSTERS, without importing torch for --help
 
 
 def _model_name(value: str) -> str:
@@ -98,7 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     grid = commands.add_parser("grid", help="Run the missing cells of a profile.",
                                description="Run every missing, runnable cell of a profile.")
     grid.add_argument("--profile", type=_profile, default="embedded", help=profile_help)
-    grid.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="Worker processes. Default: 1.")
+    grid.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                      help="Cells at once on this machine: 1 runs them in this process, N > 1 is short for "
+                           "--cluster local --workers N. Default: 1.")
+    grid.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                      help="Run the cells as tasks of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                           "(its workers must see --store).")
+    grid.add_argument("--cluster", choices=_CLUSTERS, default=None,
+                      help="Start a Dask cluster for this grid: local (worker processes on this machine) "
+                           "or slurm (dask-jobqueue SLURMCluster, options from --cluster-config).")
+    grid.add_argument("--workers", type=int, default=None, metavar="N",
+                      help="Worker processes of --cluster, one cell at a time each. Default: the CPU count "
+                           "(local), the processes of one job (slurm).")
+    grid.add_argument("--cluster-config", default=None, metavar="YAML",
+                      help="YAML mapping of keyword arguments of LocalCluster or SLURMCluster "
+                           "(cores, processes, memory, walltime, queue, account, job_extra_directives, ...).")
+    grid.add_argument("--threads", type=int, default=1, metavar="N",
+                      help="Torch threads per cell wherever it runs; the same value gives the same bits "
+                           "on CPU. Default: 1.")
     grid.add_argument("--device", default=None,
                       help="Torch device for every cell (not part of the results' key). Default: the profile's.")
     grid.add_argument("--quiet", action="store_true", help="No progress bar.")
@@ -198,24 +217,49 @@ def _run(args, parser) -> int:
 
 
 def _grid(args, parser) -> int:
-    from .grid import run_grid
+    from .grid import load_cluster_options, run_grid
 
-    if args.jobs < 1:
-        _subparser_error(parser, "grid", f"argument -j/--jobs: {args.jobs} must be a positive integer")
+    def error(message):
+        _subparser_error(parser, "grid", message)
+
+    for flag, value in (("-j/--jobs", args.jobs), ("--workers", args.workers), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            error(f"argument {flag}: {value} must be a positive integer")
+    if args.scheduler is not None and (args.cluster is not None or args.jobs > 1):
+        error("argument --scheduler: runs the cells on that scheduler's workers; "
+              "leave out --cluster and -j/--jobs")
+    if args.cluster is not None and args.jobs > 1:
+        error("argument -j/--jobs: with --cluster, give the number of workers as --workers")
+    if args.cluster is None and (args.workers is not None or args.cluster_config is not None):
+        flag = "--workers" if args.workers is not None else "--cluster-config"
+        error(f"argument {flag}: needs --cluster local or --cluster slurm")
+    options = {}
+    if args.cluster_config is not None:
+        try:
+            options = load_cluster_options(args.cluster_config)
+        except ValueError as exc:
+            error(f"argument --cluster-config: {exc}")
     settings = _profile_settings(args, parser)
     if args.device is not None:
         try:
             settings = [s.replace(device=args.device) for s in settings]
         except ValueError as exc:
-            _subparser_error(parser, "grid", f"argument --device: {exc}")
-    outcome = run_grid(settings, store=args.store, jobs=args.jobs, progress=not args.quiet, verify=args.verify)
+            error(f"argument --device: {exc}")
+    try:
+        outcome = run_grid(settings, store=args.store, jobs=args.jobs, scheduler=args.scheduler,
+                           cluster=args.cluster, workers=args.workers, cluster_options=options,
+                           threads=args.threads, progress=not args.quiet, verify=args.verify)
+    except ValueError as exc:
+        error(str(exc))
+    except ImportError as exc:  # dask-jobqueue missing
+        error(f"argument --cluster: {exc}")
     print(f"profile {args.profile}: {len(settings)} cells; computed {len(outcome.computed)}, "
           f"already done {len(outcome.already_done)}, not runnable {len(outcome.not_runnable)}, "
           f"failed {len(outcome.failed)}")
     for key, reason in outcome.not_runnable:
         print(f"  not runnable: {key}: {reason}")
-    for key, error in outcome.failed:
-        print(f"  failed: {key}: {error.strip().splitlines()[-1]}")
+    for key, error_text in outcome.failed:
+        print(f"  failed: {key}: {error_text.strip().splitlines()[-1]}")
     return 0 if outcome.ok else 1
 
 

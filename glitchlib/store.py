@@ -266,28 +266,24 @@ def _sealed(document: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Exclusive inter-process lock on ``path`` (POSIX ``flock``; no-op elsewhere).
+    """Exclusive lock on ``path`` between threads, processes and machines sharing the store.
 
-    Waits for the holder to release it; the lock dies with its process, so a
-    killed run never leaves a stale lock behind.
+    A POSIX record lock (``fcntl.lockf``) on the whole lock file, which network
+    file systems hand to the file server (NFSv3 via ``lockd``, NFSv4 natively,
+    Lustre with ``-o flock``, GPFS, BeeGFS), so two machines never hold it at
+    once; threads of one process take turns on a thread lock first. Waits for the
+    holder; the lock dies with its process, so a killed run never leaves a stale
+    lock behind. See :func:`glitchlib._filelock.hold`.
+
+    Raises
+    ------
+    OSError
+        The file system refuses POSIX locks; the message names the file and what to do.
     """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    from ._filelock import hold
+
+    with hold(path):
         yield
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process holding %s", path)
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- entry

@@ -2,9 +2,11 @@
 
     python scripts/build_book.py --profile embedded --results results
 
-1. ``glitchlib grid --profile <profile> --store <results> --verify`` computes the missing
-   cells of the profile's grid (finished cells are read, never recomputed; a
-   cell with a file that fails its sha256 is recomputed).
+1. ``glitchlib grid --profile <profile> --store <results> -j <jobs> --verify`` computes
+   the missing cells of the profile's grid (finished cells are read, never
+   recomputed; a cell with a file that fails its sha256 is recomputed): in this
+   process with one job, on a local Dask cluster of ``jobs`` worker processes
+   otherwise, or on a running Dask scheduler with ``--scheduler``.
 2. Every ``notebooks/*.py`` (jupytext percent format) is executed with papermill
    on the ``glitchlib`` kernel, with the parameters of ``book/params/<profile>.yaml``
    (each notebook receives those its ``parameters`` cell defines) plus
@@ -45,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="embedded",
                         help="embedded, paper, tiny, or a profile YAML file (default: embedded)")
     parser.add_argument("--results", default="results", help="the results store (default: results)")
-    parser.add_argument("--jobs", "-j", type=int, default=1, help="worker processes of the grid (default: 1)")
+    parser.add_argument("--jobs", "-j", type=int, default=1,
+                        help="cells at once: 1 in this process, N > 1 a local Dask cluster of N workers (default: 1)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run the grid's cells on this running Dask scheduler instead (e.g. tcp://host:8786)")
     parser.add_argument("--params", default=None,
                         help="notebook parameters YAML (default: book/params/<profile stem>.yaml)")
     parser.add_argument("--kernel", default="glitchlib", help="Jupyter kernel (default: glitchlib)")
@@ -65,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_grid:
         start = time.perf_counter()
-        _step(f"results: glitchlib grid --profile {args.profile} --store {results_param} --verify")
+        where = ["--scheduler", args.scheduler] if args.scheduler else ["-j", str(args.jobs)]
+        _step(f"results: glitchlib grid --profile {args.profile} --store {results_param} {' '.join(where)} --verify")
         from glitchlib.cli import main as glitchlib_main
 
-        if glitchlib_main(["grid", "--profile", str(args.profile), "--store", str(results), "-j", str(args.jobs),
-                           "--verify"]):
+        if glitchlib_main(["grid", "--profile", str(args.profile), "--store", str(results), *where, "--verify"]):
             return _fail("some runs of the grid failed (see above); the store keeps the finished ones")
         times["grid"] = time.perf_counter() - start
 
