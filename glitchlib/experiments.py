@@ -22,9 +22,11 @@ influence        TracIn self-influence and train-to-validation matrix
                  (``matrices/self_influence.pt``, ``matrices/influence.pt``)
 counterfactuals  the labels ``c*`` (NIL-opt) and ``b`` (second best) and the two
                  counterfactual matrices at the last checkpoint
-signals          every signal of SPEC.md section 4 per training sample
+signals          every signal of SPEC.md section 4 per training sample, and the
+                 dedicated detectors of :mod:`glitchlib.peers` beside them
                  (``scores.csv.gz``)
-metrics          F1, AP and AUROC per signal against the glitch mask, repair and
+metrics          F1, AP and AUROC per signal and detector against the glitch
+                 mask, repair accuracy of CNCI's and cleanlab's suggestions,
                  characterisation accuracy (``metrics.csv``, ``summary.json``)
 ================ ================================================================
 
@@ -58,6 +60,7 @@ from ._pipeline import (
     _SUMMARY_JSON,
     _Pipeline,
     _train_dict,
+    outdated_stage,
 )
 from .config import ExperimentSettings
 from .profiles import profile_settings, runnable
@@ -110,13 +113,15 @@ class RunResult:
         Sizes and accuracies: ``n_train`` (training samples, appended anomalies
         included), ``n_test``, ``n_glitches``, ``n_mislabeled``, ``n_anomalies``, ``val_acc``,
         ``repair_acc`` (CNCI's suggestion ``c*`` on the mislabeled samples),
+        ``repair_acc_cleanlab`` (cleanlab's suggestion on the same samples),
         ``char_acc_mislabeled``, ``char_acc_anomaly``, ``char_acc`` (mixed only:
         among the top-k of CFRank, the share given the right kind),
         ``train_acc_clean``, ``train_acc_mislabeled``, ``train_acc_anomaly`` (the
         final model's accuracy against the labels *given* to training),
-        ``data_source``, ``weights_id``; ``None`` where undefined.
+        ``data_source``, ``weights_id``, ``seconds_<detector>`` (seconds each
+        detector of :data:`glitchlib.peers.PEERS` took); ``None`` where undefined.
     metrics : pandas.DataFrame
-        One row per signal: ``signal``, ``f1``, ``ap``, ``auroc``.
+        One row per signal and dedicated detector: ``signal``, ``f1``, ``ap``, ``auroc``.
     timings : dict[str, float]
         Seconds per stage, as measured when the stage was computed.
     history : pandas.DataFrame
@@ -141,7 +146,7 @@ class RunResult:
     store: Store
 
     def scores(self) -> pd.DataFrame:
-        """Per training sample: labels, glitch kind, suggestions and every signal."""
+        """Per training sample: labels, glitch kind, suggestions (``suggested_label``, ``cleanlab_label``), every signal and detector."""
         return self.store.load_scores(self.key)
 
     def matrix(self, name: str = "influence") -> torch.Tensor:
@@ -343,7 +348,11 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
     # A complete entry is read back as it is, once its files match their checksums.
     try:
         record = entry.read_record(settings=settings.keyed_dict(), deep=True)
-        return _result_from_record(store, entry, record, computed=())
+        outdated = outdated_stage(entry)
+        if outdated is None:
+            return _result_from_record(store, entry, record, computed=())
+        log.warning("results entry %s: %s; recomputing from that stage", entry.key, outdated)
+        entry.invalidate_record()
     except FileNotFoundError:
         pass
     except IncompatibleEntry as exc:
@@ -388,7 +397,7 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
 def _first_stage_to_compute(entry: Entry) -> int:
     """Index of the first stage that is not finished or whose files cannot be trusted."""
     for index, stage in enumerate(STAGES):
-        problem = entry.stage_problem(stage, deep=True)
+        problem = entry.stage_problem(stage, deep=True) or outdated_stage(entry, stage)
         if problem is None:
             continue
         if problem != "not finished":

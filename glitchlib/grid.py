@@ -52,6 +52,8 @@ def grid_status(settings: list[ExperimentSettings], store: Store | str | Path | 
     ``missing``, ``corrupt`` (it will be recomputed) or ``not runnable`` (the
     reason says which data or weights are absent).
     """
+    from ._pipeline import outdated_stage
+
     store = as_store(store)
     rows = []
     for s in settings:
@@ -59,6 +61,8 @@ def grid_status(settings: list[ExperimentSettings], store: Store | str | Path | 
         reason = ""
         if state.startswith("corrupt"):
             state, reason = "corrupt", state.split(": ", 1)[-1]
+        if state == "done" and outdated_stage(store.entry(s.key())):  # a rerun recomputes the later stages
+            state, reason = "partial", outdated_stage(store.entry(s.key()))
         if state != "done":
             ok, why = runnable(s)
             if not ok:

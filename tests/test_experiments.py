@@ -24,6 +24,7 @@ from glitchlib import cli, experiments
 from glitchlib.config import ExperimentSettings
 from glitchlib.grid import grid_status, run_grid, summary_tables
 from glitchlib.profiles import profile_settings, runnable
+from glitchlib.peers import PEERS
 from glitchlib.signals import SIGNALS
 from glitchlib.store import Store
 
@@ -73,7 +74,9 @@ def test_tiny_run_computes_every_stage_and_its_record_round_trips(finished):
     assert summary["val_acc"] == pytest.approx(result.history["val_acc"].iloc[-1])  # two code paths agree
     assert summary["data_source"] == "embedded" and summary["weights_id"].startswith("sha256:")
     assert 0 <= summary["repair_acc"] <= 1 and 0 <= summary["char_acc"] <= 1
-    assert list(result.metrics["signal"]) == list(SIGNALS)
+    assert list(result.metrics["signal"]) == list(SIGNALS) + list(PEERS)
+    assert 0 <= summary["repair_acc_cleanlab"] <= 1
+    assert all(summary[f"seconds_{name}"] >= 0 for name in PEERS)
     assert result.environment["versions"]["torch"] == torch.__version__
 
     # read back from disk: the same result, nothing recomputed
@@ -103,11 +106,12 @@ def test_stored_scores_agree_with_stored_matrices_and_metrics(finished):
     mask = scores["mask"].to_numpy().astype(bool)
     assert (mask == (kind != "clean")).all()
     f1 = result.metrics.set_index("signal")["f1"]
-    for signal in ("si", "cnci", "pcid", "cfrank"):
+    for signal in ("si", "cnci", "pcid", "cfrank", *PEERS):
         assert f1[signal] == pytest.approx(_top_k_f1(scores[signal].to_numpy(), mask))
     mislabeled = kind == "mislabeled"
-    repair = (scores["suggested_label"].to_numpy() == scores["y_true"].to_numpy())[mislabeled].mean()
-    assert result.summary["repair_acc"] == pytest.approx(repair)
+    for column, key in (("suggested_label", "repair_acc"), ("cleanlab_label", "repair_acc_cleanlab")):
+        repair = (scores[column].to_numpy() == scores["y_true"].to_numpy())[mislabeled].mean()
+        assert result.summary[key] == pytest.approx(repair)
 
 
 def test_training_set_of_a_run(finished):
@@ -124,6 +128,20 @@ def test_rerun_reads_the_entry_back(store, monkeypatch):
     monkeypatch.setattr(glitchlib.train, "fit", _forbidden("training"))
     result = experiments.run(TINY, store=store, progress=False)
     assert result.computed == () and _events(store, TINY) == before
+
+
+def test_an_entry_of_the_previous_signals_version_recomputes_signals_and_metrics_only(store, caplog):
+    # entries written before the dedicated detectors: signals stage without a version, no peer columns
+    entry = store.entry(TINY.key())
+    stages = entry.read_stages()
+    del stages["finished"]["signals"]["version"]
+    entry.write_json("stages.json", stages)
+    assert grid_status([TINY], store)["status"].tolist() == ["partial"]
+    with caplog.at_level(logging.WARNING):
+        result = experiments.run(TINY, store=store, progress=False)
+    assert result.computed == ("signals", "metrics") and "version" in caplog.text
+    assert set(PEERS) <= set(result.scores().columns)
+    assert grid_status([TINY], store)["status"].tolist() == ["done"]
 
 
 def test_device_is_not_part_of_the_key():
@@ -154,8 +172,9 @@ def test_a_failed_run_resumes_after_its_last_finished_stage(store, monkeypatch):
     first = ["data", "inject", "features", "training"]
     assert _events(store, settings) == [(s, "computed") for s in first]
 
-    # the rerun may neither retrain nor run the backbone
-    monkeypatch.setattr(glitchlib.train, "fit", _forbidden("training"))
+    # the rerun may neither retrain (the cross-validation of the signals stage trains its own heads)
+    # nor run the backbone
+    monkeypatch.setattr(experiments._Pipeline, "_stage_training", _forbidden("training"))
     monkeypatch.setattr(glitchlib.features, "_forward", _forbidden("the backbone"))
     result = experiments.run(settings, store=store, progress=False)
     rest = ["influence", "counterfactuals", "signals", "metrics"]
