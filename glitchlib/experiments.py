@@ -146,7 +146,7 @@ class RunResult:
     store: Store
 
     def scores(self) -> pd.DataFrame:
-        """Per training sample: labels, glitch kind, suggestions (``suggested_label``, ``cleanlab_label``), every signal and detector."""
+        """Per training sample: labels, glitch kind, suggested labels, every signal and detector."""
         return self.store.load_scores(self.key)
 
     def matrix(self, name: str = "influence") -> torch.Tensor:
