@@ -84,6 +84,7 @@ __all__ = [
     "run",
     "load_result",
     "load_training_set",
+    "recompute_peers",
     "environment",
     "profile_settings",
     "runnable",
@@ -253,6 +254,22 @@ def load_training_set(
         class_names=pipeline.split["class_names"],
         ood_class_names=pipeline.ood_pool.class_names if len(glitch["ood_index"]) else [],
     )
+
+
+def recompute_peers(settings: ExperimentSettings, *, store: Store | str | Path | None = None):
+    """The dedicated detectors of a run whose training stage finished, computed again from its stored state.
+
+    Runs :func:`glitchlib.peers.compute_peers` on the run's cached features
+    and checkpoints exactly as its signals stage does, and returns the
+    :class:`glitchlib.peers.PeerReport` (with the cross-validated
+    probabilities, which the entry does not keep). Writes nothing.
+    """
+    store = as_store(store)
+    entry = store.entry(settings.key())
+    problem = entry.stage_problem("training", deep=False)
+    if problem:
+        raise FileNotFoundError(f"the training stage of {entry.key} is not available ({problem}); run it first")
+    return _Pipeline(settings, store, entry, progress=False)._peers()
 
 
 def resolve_training_settings(settings: ExperimentSettings):

@@ -66,6 +66,9 @@ def test_claims_are_checked_per_glitch_and_can_fail():
     assert repair.loc[("MNIST", "EfficientNet-Lite0", "uniform noise"), "verdict"] == "fails"  # 0.8 vs 0.8
     assert repair.loc[("MNIST", "EfficientNet-Lite0", "class-based noise"), "seeds CNCI better"] == "1/2"
     assert len(repair) == 2  # anomalies have no mislabeled sample
+    text = report.claim_summary(claims)
+    assert "**CNCI detects better (F1)**: holds in 1 of 2" in text
+    assert "fails for MNIST · EfficientNet-Lite0 · class-based noise" in text
 
 
 def test_repair_comparison_and_cost():

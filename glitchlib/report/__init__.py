@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from .detectors import (
     PAPER_NEW_SIGNALS,
+    claim_summary,
     detector_claims,
     detector_cost_table,
     detector_table,
@@ -154,4 +155,5 @@ __all__ = [
     "repair_comparison",
     "detector_cost_table",
     "detector_claims",
+    "claim_summary",
 ]

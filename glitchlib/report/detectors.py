@@ -28,7 +28,7 @@ from .names import (
 from .tables import format_mean_std, mean_std
 
 __all__ = ["PAPER_NEW_SIGNALS", "detector_table", "plot_detectors", "repair_comparison", "detector_cost_table",
-           "detector_claims"]
+           "detector_claims", "claim_summary"]
 
 #: The paper's new influence signals, each shown in its own column beside the detectors.
 PAPER_NEW_SIGNALS = ("cnci", "pcid", "cfrank")
@@ -76,9 +76,10 @@ def detector_table(metrics: pd.DataFrame, metric: str = "f1", *, digits: int = 2
 
 
 def plot_detectors(metrics: pd.DataFrame, metric: str = "f1"):
-    """Bars of ``metric`` (mean over seeds, error bar = std) per glitch kind: best influence signal, paper signals, detectors.
+    """Bars of ``metric`` per glitch kind (mean over seeds, error bar = std): influence signals and detectors.
 
-    One panel per glitch kind (columns) and dataset x model (rows). The
+    One panel per glitch kind (columns) and dataset x model (rows); bars for
+    the best influence signal, CNCI, PCID, CFRank and every detector. The
     influence signals are drawn in red, the label-error detectors in blue and
     the out-of-distribution detectors in green.
     """
@@ -131,7 +132,8 @@ def repair_comparison(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
                      "CNCI (c*)": format_mean_std(cnci.mean(), cnci.std(), digits),
                      "cleanlab (argmax)": format_mean_std(cleanlab.mean(), cleanlab.std(), digits),
                      "difference": round(cnci.mean() - cleanlab.mean(), digits),
-                     "seeds CNCI at least as good": f"{int((cnci.to_numpy() >= cleanlab.to_numpy()).sum())}/{len(group)}"})
+                     "seeds CNCI at least as good":
+                         f"{int((cnci.to_numpy() >= cleanlab.to_numpy()).sum())}/{len(group)}"})
     return _pretty_index(_sort_rows(pd.DataFrame(rows).set_index(_GROUPS)), None)
 
 
@@ -208,3 +210,16 @@ def _claim_rows(cnci: pd.Series, cleanlab: pd.Series, claim: str, digits: int) -
                      "seeds CNCI better": f"{int((a.to_numpy() > b.to_numpy()).sum())}/{len(a)}",
                      "verdict": "holds" if difference > 0 else "fails"})
     return rows
+
+
+def claim_summary(claims: pd.DataFrame) -> str:
+    """Markdown list: for each claim of :func:`detector_claims`, in how many rows it holds and where it fails."""
+    if claims.empty:
+        return "*No run to check the claims on.*"
+    lines = []
+    for claim, rows in claims.groupby(level="claim", sort=False):
+        holds = rows["verdict"] == "holds"
+        failing = [" · ".join(map(str, index[1:])) for index in rows.index[~holds]]
+        text = f"- **{claim}**: holds in {int(holds.sum())} of {len(rows)} dataset x model x glitch rows"
+        lines.append(text + (f"; fails for {', '.join(failing)}." if failing else "."))
+    return "\n".join(lines)
