@@ -114,6 +114,17 @@ def test_stored_scores_agree_with_stored_matrices_and_metrics(finished):
         assert result.summary[key] == pytest.approx(repair)
 
 
+def test_recomputed_peers_agree_with_the_stored_scores(finished):
+    root, result = finished
+    peers = experiments.recompute_peers(TINY, store=root)
+    scores = result.scores()
+    for name in PEERS:
+        np.testing.assert_allclose(peers.scores[name], scores[name], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(peers.suggested_labels, scores["cleanlab_label"])
+    with pytest.raises(FileNotFoundError, match="training"):
+        experiments.recompute_peers(TINY.replace(seed=9), store=root)
+
+
 def test_training_set_of_a_run(finished):
     root, result = finished
     data = experiments.load_training_set(TINY, store=root)
@@ -305,5 +316,6 @@ def test_cli_run_reads_back_and_report_prints_tables(store, capsys, monkeypatch)
     assert cli.main(["report", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
     assert "validation accuracy" in out and "CNCI" in out and "mixed" in out
+    assert "cleanlab" in out and "Mahalanobis" in out  # the dedicated detectors beside the signals
     tables = summary_tables(store)
     assert list(tables) == ["validation accuracy", "detection F1, mixed at ratio 0.1"]
