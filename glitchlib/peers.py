@@ -365,7 +365,8 @@ def mahalanobis(features, reference, reference_labels, *, covariance: str = "led
     features minus their class means), and score
     ``min_c (x - mu_c)^T S^{-1} (x - mu_c)`` (squared distance). The
     covariance is scikit-learn's Ledoit-Wolf shrinkage estimate (features
-    often have more dimensions than references) or the empirical one.
+    often have more dimensions than references) or the empirical one
+    (pseudo-inverted when singular).
 
     Parameters
     ----------
@@ -392,12 +393,23 @@ def mahalanobis(features, reference, reference_labels, *, covariance: str = "led
     classes = np.unique(labels)
     means = np.stack([ref[labels == c].mean(axis=0) for c in classes])
     centred = ref - means[np.searchsorted(classes, labels)]
-    precision = estimators[covariance](assume_centered=True).fit(centred).get_precision()
+    covariance_matrix = estimators[covariance](assume_centered=True, store_precision=False).fit(centred).covariance_
+    precision = _inverse(covariance_matrix)
     # (x - mu)^T P (x - mu) = x^T P x - 2 x^T P mu + mu^T P mu, one product with P for all classes
     xp = x @ precision
     quadratic = np.einsum("ij,ij->i", xp, x)[:, None] - 2.0 * xp @ means.T + np.einsum("cj,jk,ck->c", means,
                                                                                          precision, means)[None, :]
     return np.maximum(quadratic.min(axis=1), 0.0)
+
+
+def _inverse(covariance: np.ndarray) -> np.ndarray:
+    """Inverse of a covariance matrix: Cholesky when it is positive definite, else the pseudo-inverse."""
+    from scipy import linalg
+
+    try:
+        return linalg.cho_solve(linalg.cho_factor(covariance), np.eye(covariance.shape[0]))
+    except linalg.LinAlgError:
+        return linalg.pinvh(covariance)
 
 
 def energy(logits, *, temperature: float = 1.0) -> np.ndarray:
