@@ -368,7 +368,7 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
         outdated = outdated_stage(entry)
         if outdated is None:
             return _result_from_record(store, entry, record, computed=())
-        log.warning("results entry %s: %s; recomputing from that stage", entry.key, outdated)
+        log.info("results entry %s: %s; recomputing from that stage", entry.key, outdated)
         entry.invalidate_record()
     except FileNotFoundError:
         pass
