@@ -128,6 +128,13 @@ if example:
 report.detector_table(metrics, "f1")
 
 # %% [markdown]
+# Who wins each row (highest mean F1), and how far behind the best influence
+# signal is when a detector wins:
+
+# %%
+Markdown(report.winner_summary(metrics, "f1"))
+
+# %% [markdown]
 # The same as bars: red the influence signals (dark: the best one), blue the
 # label-error detectors, green the out-of-distribution detectors.
 

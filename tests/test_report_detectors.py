@@ -90,3 +90,11 @@ def test_plot_detectors_draws_one_panel_per_glitch():
     fig = report.plot_detectors(_metrics())
     assert len(fig.axes) == 2
     assert report.plot_detectors(_metrics().iloc[:0]) is not None
+
+
+def test_winner_summary_names_the_best_score_and_the_gap_of_the_influence_signals():
+    text = report.winner_summary(_metrics())
+    lines = text.splitlines()
+    assert lines[0] == "- MNIST · EfficientNet-Lite0 · uniform noise: best NIL-opt (0.90)."
+    assert lines[1] == ("- MNIST · EfficientNet-Lite0 · class-based noise: best cleanlab (0.60); "
+                        "best influence signal CNCI (0.45, -0.15).")

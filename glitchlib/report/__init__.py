@@ -43,6 +43,7 @@ from .detectors import (
     detector_table,
     plot_detectors,
     repair_comparison,
+    winner_summary,
 )
 from .names import (
     DATASET_NAMES,
@@ -156,4 +157,5 @@ __all__ = [
     "detector_cost_table",
     "detector_claims",
     "claim_summary",
+    "winner_summary",
 ]

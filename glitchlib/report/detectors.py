@@ -28,12 +28,13 @@ from .names import (
 from .tables import format_mean_std, mean_std
 
 __all__ = ["PAPER_NEW_SIGNALS", "detector_table", "plot_detectors", "repair_comparison", "detector_cost_table",
-           "detector_claims", "claim_summary"]
+           "detector_claims", "claim_summary", "winner_summary"]
 
 #: The paper's new influence signals, each shown in its own column beside the detectors.
 PAPER_NEW_SIGNALS = ("cnci", "pcid", "cfrank")
 _GROUPS = ["dataset", "model", "glitch"]
 _BEST = "best influence signal"
+_BEST_SHORT = "best influence"
 
 
 def _best_influence(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -90,13 +91,13 @@ def plot_detectors(metrics: pd.DataFrame, metric: str = "f1"):
     if metrics.empty:
         return _empty_figure(f"no {metric} results")
     data = model_variants(metrics)
-    best = _best_influence(data, metric).assign(signal=_BEST)
+    best = _best_influence(data, metric).assign(signal=_BEST_SHORT)
     chosen = data[data["signal"].isin((*PAPER_NEW_SIGNALS, *PEER_SIGNALS))]
     data = pretty(pd.concat([best, chosen], ignore_index=True))
     data["run"] = data["dataset"] + " · " + data["model"]
-    order = [_BEST] + [SIGNAL_NAMES[s] for s in (*PAPER_NEW_SIGNALS, *PEER_SIGNALS)]
+    order = [_BEST_SHORT] + [SIGNAL_NAMES[s] for s in (*PAPER_NEW_SIGNALS, *PEER_SIGNALS)]
     order = [s for s in order if s in set(data["signal"])]
-    colours = {_BEST: "#c0392b", **{SIGNAL_NAMES[s]: "#e6786a" for s in PAPER_NEW_SIGNALS},
+    colours = {_BEST_SHORT: "#c0392b", **{SIGNAL_NAMES[s]: "#e6786a" for s in PAPER_NEW_SIGNALS},
                **{SIGNAL_NAMES[s]: "#2e86c1" for s in PEER_SIGNALS[:3]},
                **{SIGNAL_NAMES[s]: "#27ae60" for s in PEER_SIGNALS[3:]}}
     glitches = [GLITCH_NAMES[g] for g in GLITCH_NAMES if GLITCH_NAMES[g] in set(data["glitch"])]
@@ -104,12 +105,12 @@ def plot_detectors(metrics: pd.DataFrame, metric: str = "f1"):
                                                                                        r.split(" · "))))
     grid = sns.catplot(data=data, kind="bar", x="signal", y=metric, order=order, hue="signal", hue_order=order,
                        palette=colours, legend=False, col="glitch", col_order=glitches, row="run", row_order=runs,
-                       errorbar="sd", capsize=0.2, height=3.0, aspect=1.1)
-    grid.set_titles("{row_name} · {col_name}")
+                       errorbar="sd", capsize=0.2, height=3.2, aspect=1.0, margin_titles=True)
+    grid.set_titles(col_template="{col_name}", row_template="{row_name}")
     grid.set_axis_labels("", metric.upper() if len(metric) <= 5 else metric)
     grid.set(ylim=(0, 1.05))
     for ax in grid.axes.flat:
-        ax.tick_params(axis="x", labelrotation=70)
+        ax.tick_params(axis="x", labelrotation=90)
     return grid.figure
 
 
@@ -222,4 +223,30 @@ def claim_summary(claims: pd.DataFrame) -> str:
         failing = [" · ".join(map(str, index[1:])) for index in rows.index[~holds]]
         text = f"- **{claim}**: holds in {int(holds.sum())} of {len(rows)} dataset x model x glitch rows"
         lines.append(text + (f"; fails for {', '.join(failing)}." if failing else "."))
+    return "\n".join(lines)
+
+
+def winner_summary(metrics: pd.DataFrame, metric: str = "f1", *, digits: int = 2) -> str:
+    """Markdown list: per dataset x model x glitch kind, the best score overall and the best influence signal.
+
+    "Best" is the highest mean ``metric`` over seeds, among every influence
+    signal and dedicated detector in ``metrics``.
+    """
+    if metrics.empty:
+        return "*No run to compare.*"
+    means = model_variants(metrics).groupby(_GROUPS + ["signal"], sort=False)[metric].mean()
+    lines = []
+    groups = sorted(means.groupby(level=_GROUPS, sort=False), key=lambda item: tuple(
+        _rank(c, v) for c, v in zip(_GROUPS, item[0])))
+    for keys, group in groups:
+        group = group.droplevel(_GROUPS)
+        best = group.idxmax()
+        influence = group[group.index.isin(INFLUENCE_SIGNALS)]
+        row = " · ".join(pretty(pd.DataFrame([dict(zip(_GROUPS, keys))])).iloc[0])
+        text = f"- {row}: best {SIGNAL_NAMES.get(best, best)} ({group[best]:.{digits}f})"
+        if len(influence) and best not in INFLUENCE_SIGNALS:
+            top = influence.idxmax()
+            text += (f"; best influence signal {SIGNAL_NAMES.get(top, top)} ({influence[top]:.{digits}f}, "
+                     f"{influence[top] - group[best]:+.{digits}f})")
+        lines.append(text + ".")
     return "\n".join(lines)
