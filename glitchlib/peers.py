@@ -33,6 +33,7 @@ puts everything together for one training set.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import NamedTuple
@@ -155,8 +156,8 @@ def cross_validated_pred_probs(features, y, train_settings, *, n_folds: int = 5,
         ``lr``, ``batch_size``, ``epochs`` of the run (:class:`glitchlib.settings.TrainSettings`).
     n_folds : int, keyword-only
         Number of folds ``K >= 2``. A class with fewer than ``K`` samples is
-        absent from some folds (scikit-learn warns); its samples are still
-        predicted out of sample.
+        absent from some folds (scikit-learn's warning about it is silenced);
+        its samples are still predicted out of sample.
     seed : int, keyword-only
         Seeds the folds and the training.
     head : torch.nn.Module, optional
@@ -204,8 +205,10 @@ def cross_validated_pred_probs(features, y, train_settings, *, n_folds: int = 5,
             head = torch.nn.Linear(x.shape[1], c).to(x.dtype)
     target = torch.from_numpy(labels)
     probs = np.full((len(x), c), np.nan)
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(x)), labels)
-    for fit_index, held_out in tqdm(list(folds), desc="cross-validation", disable=not progress, leave=False):
+    with warnings.catch_warnings():  # a small class missing from some folds is expected, see n_folds
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        folds = list(StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(x)), labels))
+    for fit_index, held_out in tqdm(folds, desc="cross-validation", disable=not progress, leave=False):
         fit_index, held_out = torch.from_numpy(fit_index), torch.from_numpy(held_out)
         result = train.fit(head, x[fit_index], target[fit_index], None, None, train_settings, seed=seed,
                            device=device, progress=False)

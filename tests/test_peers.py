@@ -90,6 +90,15 @@ def test_cross_validated_probabilities_never_use_the_samples_own_fold():
     np.testing.assert_array_equal(probs, again)  # same seed, same numbers
 
 
+def test_a_class_smaller_than_the_folds_is_still_predicted_out_of_sample(recwarn):
+    x, y = _planted()
+    y = y.copy()
+    y[1:4] = 2  # a third class of three samples, fewer than the five folds
+    probs = peers.cross_validated_pred_probs(x, y, SETTINGS, n_folds=5, seed=0)
+    assert probs.shape == (len(y), 3) and np.isfinite(probs).all()
+    assert not [w for w in recwarn if "least populated" in str(w.message)]
+
+
 def test_cross_validation_rejects_bad_folds():
     x, y = _planted()
     with pytest.raises(ValueError, match="n_folds"):
