@@ -38,8 +38,14 @@ STAGE_VERSIONS = {"signals": 2}
 
 
 def outdated_stage(entry: Entry, stage: str | None = None) -> str | None:
-    """Why the finished ``stage`` (default: any of :data:`STAGE_VERSIONS`) is of another version, or None."""
-    finished = entry.read_stages()["finished"]
+    """Why the finished ``stage`` (default: any of :data:`STAGE_VERSIONS`) is of another version, or None.
+
+    An unreadable stage log gives None: the store's own checks report it.
+    """
+    try:
+        finished = entry.read_stages()["finished"]
+    except IncompatibleEntry:
+        return None
     for name in [stage] if stage else list(STAGE_VERSIONS):
         version = finished[name].get("version", 1) if name in finished else None
         if name in STAGE_VERSIONS and version not in (None, STAGE_VERSIONS[name]):

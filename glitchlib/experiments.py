@@ -231,6 +231,22 @@ def load_result(settings: ExperimentSettings | str, *, store: Store | str | Path
     return _result_from_record(store, store.entry(key), record, computed=())
 
 
+def recompute_peers(settings: ExperimentSettings, *, store: Store | str | Path | None = None):
+    """The dedicated detectors of a run whose training stage finished, computed again from its stored state.
+
+    Runs :func:`glitchlib.peers.compute_peers` on the run's cached features
+    and checkpoints exactly as its signals stage does, and returns the
+    :class:`glitchlib.peers.PeerReport` (with the cross-validated
+    probabilities, which the entry does not keep). Writes nothing.
+    """
+    store = as_store(store)
+    entry = store.entry(settings.key())
+    problem = entry.stage_problem("training", deep=False)
+    if problem:
+        raise FileNotFoundError(f"the training stage of {entry.key} is not available ({problem}); run it first")
+    return _Pipeline(settings, store, entry, progress=False)._peers()
+
+
 def load_training_set(
     settings: ExperimentSettings, *, store: Store | str | Path | None = None
 ) -> TrainingSet:
@@ -254,22 +270,6 @@ def load_training_set(
         class_names=pipeline.split["class_names"],
         ood_class_names=pipeline.ood_pool.class_names if len(glitch["ood_index"]) else [],
     )
-
-
-def recompute_peers(settings: ExperimentSettings, *, store: Store | str | Path | None = None):
-    """The dedicated detectors of a run whose training stage finished, computed again from its stored state.
-
-    Runs :func:`glitchlib.peers.compute_peers` on the run's cached features
-    and checkpoints exactly as its signals stage does, and returns the
-    :class:`glitchlib.peers.PeerReport` (with the cross-validated
-    probabilities, which the entry does not keep). Writes nothing.
-    """
-    store = as_store(store)
-    entry = store.entry(settings.key())
-    problem = entry.stage_problem("training", deep=False)
-    if problem:
-        raise FileNotFoundError(f"the training stage of {entry.key} is not available ({problem}); run it first")
-    return _Pipeline(settings, store, entry, progress=False)._peers()
 
 
 def resolve_training_settings(settings: ExperimentSettings):
@@ -362,14 +362,15 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
                 f"its training settings {stored.get('training')} differ from the registered "
                 f"ones {document['training']}"
             )
+    outdated = outdated_stage(entry)
+    if outdated is not None:  # a stage computed by an older glitchlib: that stage on is computed again
+        log.info("results entry %s: %s; recomputing from that stage", entry.key, outdated)
+        entry.invalidate_record()
+
     # A complete entry is read back as it is, once its files match their checksums.
     try:
         record = entry.read_record(settings=settings.keyed_dict(), deep=True)
-        outdated = outdated_stage(entry)
-        if outdated is None:
-            return _result_from_record(store, entry, record, computed=())
-        log.info("results entry %s: %s; recomputing from that stage", entry.key, outdated)
-        entry.invalidate_record()
+        return _result_from_record(store, entry, record, computed=())
     except FileNotFoundError:
         pass
     except IncompatibleEntry as exc:

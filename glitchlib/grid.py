@@ -52,10 +52,10 @@ def grid_status(settings: list[ExperimentSettings], store: Store | str | Path | 
     ``missing``, ``corrupt`` (it will be recomputed) or ``not runnable`` (the
     reason says which data or weights are absent).
     """
-    from ._pipeline import outdated_stage
-
     store = as_store(store)
     rows = []
+    from ._pipeline import outdated_stage  # (imports torch)
+
     for s in settings:
         state = store.state(s.key(), settings=s.keyed_dict())
         reason = ""
