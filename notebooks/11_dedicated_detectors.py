@@ -188,7 +188,8 @@ Markdown(report.claim_summary(claims))
 # %% [markdown]
 # ## What each costs
 #
-# Seconds per run (mean over the runs of each dataset and model). The influence
+# Wall-clock seconds per run, as measured when each stage ran on the machine
+# named above (mean over the runs of each dataset and model). The influence
 # signals cost the influence and counterfactual stages plus their part of the
 # signals stage; cleanlab's time includes its five trainings of the head; the
 # loss, AUM and energy share one pass of the checkpoints, k-NN and Mahalanobis
