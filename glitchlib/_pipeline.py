@@ -36,7 +36,6 @@ _SUMMARY_JSON = "summary.json"
 STAGE_VERSIONS = {"signals": 2}
 
 
-
 def outdated_stage(entry: Entry, stage: str | None = None) -> str | None:
     """Why the finished ``stage`` (default: any of :data:`STAGE_VERSIONS`) is of another version, or None.
 
@@ -49,7 +48,8 @@ def outdated_stage(entry: Entry, stage: str | None = None) -> str | None:
     for name in [stage] if stage else list(STAGE_VERSIONS):
         version = finished[name].get("version", 1) if name in finished else None
         if name in STAGE_VERSIONS and version not in (None, STAGE_VERSIONS[name]):
-            return f"its {name} stage was computed by version {version}, this glitchlib computes {STAGE_VERSIONS[name]}"
+            return (f"its {name} stage was computed by version {version}, "
+                    f"this glitchlib computes {STAGE_VERSIONS[name]}")
     return None
 
 
