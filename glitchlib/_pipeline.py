@@ -30,6 +30,28 @@ _INFLUENCE_CNCI, _INFLUENCE_PCID = "matrices/influence_cnci.pt", "matrices/influ
 _COUNTERFACTUAL_NPZ = "counterfactual.npz"
 _SUMMARY_JSON = "summary.json"
 
+#: Version of what a stage computes, kept in its stage-log entry (absent: 1). A finished
+#: stage of another version is recomputed, with the stages after it, and nothing before.
+#: signals 2: the dedicated detectors of glitchlib.peers beside the influence signals.
+STAGE_VERSIONS = {"signals": 2}
+
+
+def outdated_stage(entry: Entry, stage: str | None = None) -> str | None:
+    """Why the finished ``stage`` (default: any of :data:`STAGE_VERSIONS`) is of another version, or None.
+
+    An unreadable stage log gives None: the store's own checks report it.
+    """
+    try:
+        finished = entry.read_stages()["finished"]
+    except IncompatibleEntry:
+        return None
+    for name in [stage] if stage else list(STAGE_VERSIONS):
+        version = finished[name].get("version", 1) if name in finished else None
+        if name in STAGE_VERSIONS and version not in (None, STAGE_VERSIONS[name]):
+            return (f"its {name} stage was computed by version {version}, "
+                    f"this glitchlib computes {STAGE_VERSIONS[name]}")
+    return None
+
 
 def _train_dict(train) -> dict[str, Any]:
     values = train.to_dict()
@@ -335,26 +357,45 @@ class _Pipeline:
             "characterization": np.asarray(report.characterization).astype(str),
         })
         scores = report.scores.reset_index(drop=True)
-        table = pd.concat([table, scores], axis=1)
+        peer = self._peers()
+        table.insert(table.columns.get_loc("second_best_label"), "cleanlab_label", peer.suggested_labels)
+        table = pd.concat([table, scores, peer.scores], axis=1)
         self._set(scores=table)
         self.entry.write_frame(SCORES_FILE, table)
-        return [SCORES_FILE], {}
+        self._set(peer_seconds=peer.timings)
+        return [SCORES_FILE], {"version": STAGE_VERSIONS["signals"], "peer_seconds": peer.timings}
+
+    @cached_property
+    def peer_seconds(self) -> dict[str, float]:
+        return self.entry.read_stages()["finished"]["signals"].get("peer_seconds", {})
+
+    def _peers(self):
+        """The dedicated detectors (:mod:`glitchlib.peers`) on the run's features and checkpoints."""
+        from . import peers
+
+        f, y = self.features, self.labels
+        return peers.compute_peers(
+            self.model.suffix, self.checkpoints, f["train"], y["train"].numpy(), f["test"], y["test"].numpy(),
+            self.train_settings, seed=self.s.seed, n_classes=self.split["n_classes"],
+            head_layer=self.model.head_layers[0], device=self.device,
+        )
 
     # --------------------------------------------------------- metrics
     def _stage_metrics(self):
-        from . import metrics, signals
+        from . import metrics, peers, signals
 
         table, g = self.scores, self.glitch
         mask, kind = g["mask"], g["kind"]
-        signal_names = [c for c in signals.SIGNALS if c in table.columns]
+        signal_names = [c for c in (*signals.SIGNALS, *peers.PEERS) if c in table.columns]
         rows = [{"signal": name, "f1": metrics.detection_f1(table[name].to_numpy(), mask),
                  "ap": metrics.average_precision(table[name].to_numpy(), mask),
                  "auroc": metrics.auroc(table[name].to_numpy(), mask)} for name in signal_names]
         self.entry.write_frame(METRICS_FILE, pd.DataFrame(rows, columns=["signal", "f1", "ap", "auroc"]))
 
         mislabeled = kind == "mislabeled"
-        repair = metrics.repair_accuracy(table["suggested_label"].to_numpy(), g["y_true"], mislabeled) \
-            if mislabeled.any() else None
+        repair, repair_cleanlab = (
+            metrics.repair_accuracy(table[column].to_numpy(), g["y_true"], mislabeled) if mislabeled.any() else None
+            for column in ("suggested_label", "cleanlab_label"))
         char = {}
         if self.s.glitch == "mixed":
             flagged = metrics.flag_top_k(table["cfrank"].to_numpy(), int(mask.sum()))
@@ -366,6 +407,7 @@ class _Pipeline:
             "n_mislabeled": int(mislabeled.sum()), "n_anomalies": int((kind == "anomaly").sum()),
             "val_acc": training["val_acc"],
             "repair_acc": _none_if_nan(repair),
+            "repair_acc_cleanlab": _none_if_nan(repair_cleanlab),
             "char_acc_mislabeled": _none_if_nan(char.get("mislabeled")),
             "char_acc_anomaly": _none_if_nan(char.get("anomaly")),
             "char_acc": _none_if_nan(char.get("overall")),
@@ -375,6 +417,7 @@ class _Pipeline:
             "train_acc_anomaly": training["train_acc_anomaly"],
             "data_source": data_info["source"],
             "weights_id": self.entry.read_json(_FEATURES_JSON)["weights_id"],
+            **{f"seconds_{name}": seconds for name, seconds in self.peer_seconds.items()},
         }
         self.entry.write_json(_SUMMARY_JSON, summary)
         return [METRICS_FILE, _SUMMARY_JSON], {}

@@ -22,9 +22,11 @@ influence        TracIn self-influence and train-to-validation matrix
                  (``matrices/self_influence.pt``, ``matrices/influence.pt``)
 counterfactuals  the labels ``c*`` (NIL-opt) and ``b`` (second best) and the two
                  counterfactual matrices at the last checkpoint
-signals          every signal of SPEC.md section 4 per training sample
+signals          every signal of SPEC.md section 4 per training sample, and the
+                 dedicated detectors of :mod:`glitchlib.peers` beside them
                  (``scores.csv.gz``)
-metrics          F1, AP and AUROC per signal against the glitch mask, repair and
+metrics          F1, AP and AUROC per signal and detector against the glitch
+                 mask, repair accuracy of CNCI's and cleanlab's suggestions,
                  characterisation accuracy (``metrics.csv``, ``summary.json``)
 ================ ================================================================
 
@@ -58,6 +60,7 @@ from ._pipeline import (
     _SUMMARY_JSON,
     _Pipeline,
     _train_dict,
+    outdated_stage,
 )
 from .config import ExperimentSettings
 from .profiles import profile_settings, runnable
@@ -83,6 +86,7 @@ __all__ = [
     "run",
     "load_result",
     "load_training_set",
+    "recompute_peers",
     "environment",
     "profile_settings",
     "runnable",
@@ -112,13 +116,15 @@ class RunResult:
         Sizes and accuracies: ``n_train`` (training samples, appended anomalies
         included), ``n_test``, ``n_glitches``, ``n_mislabeled``, ``n_anomalies``, ``val_acc``,
         ``repair_acc`` (CNCI's suggestion ``c*`` on the mislabeled samples),
+        ``repair_acc_cleanlab`` (cleanlab's suggestion on the same samples),
         ``char_acc_mislabeled``, ``char_acc_anomaly``, ``char_acc`` (mixed only:
         among the top-k of CFRank, the share given the right kind),
         ``train_acc_clean``, ``train_acc_mislabeled``, ``train_acc_anomaly`` (the
         final model's accuracy against the labels *given* to training),
-        ``data_source``, ``weights_id``; ``None`` where undefined.
+        ``data_source``, ``weights_id``, ``seconds_<detector>`` (seconds each
+        detector of :data:`glitchlib.peers.PEERS` took); ``None`` where undefined.
     metrics : pandas.DataFrame
-        One row per signal: ``signal``, ``f1``, ``ap``, ``auroc``.
+        One row per signal and dedicated detector: ``signal``, ``f1``, ``ap``, ``auroc``.
     timings : dict[str, float]
         Seconds per stage, as measured when the stage was computed.
     history : pandas.DataFrame
@@ -143,7 +149,7 @@ class RunResult:
     store: Store
 
     def scores(self) -> pd.DataFrame:
-        """Per training sample: labels, glitch kind, suggestions and every signal."""
+        """Per training sample: labels, glitch kind, suggested labels, every signal and detector."""
         return self.store.load_scores(self.key)
 
     def matrix(self, name: str = "influence") -> torch.Tensor:
@@ -241,6 +247,22 @@ def load_result(settings: ExperimentSettings | str, *, store: Store | str | Path
     key = settings.key() if isinstance(settings, ExperimentSettings) else str(settings)
     record = store.load_record(key)
     return _result_from_record(store, store.entry(key), record, computed=())
+
+
+def recompute_peers(settings: ExperimentSettings, *, store: Store | str | Path | None = None):
+    """The dedicated detectors of a run whose training stage finished, computed again from its stored state.
+
+    Runs :func:`glitchlib.peers.compute_peers` on the run's cached features
+    and checkpoints exactly as its signals stage does, and returns the
+    :class:`glitchlib.peers.PeerReport` (with the cross-validated
+    probabilities, which the entry does not keep). Writes nothing.
+    """
+    store = as_store(store)
+    entry = store.entry(settings.key())
+    problem = entry.stage_problem("training", deep=False)
+    if problem:
+        raise FileNotFoundError(f"the training stage of {entry.key} is not available ({problem}); run it first")
+    return _Pipeline(settings, store, entry, progress=False)._peers()
 
 
 def load_training_set(
@@ -349,6 +371,11 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
                 f"its training settings {stored.get('training')} differ from the registered "
                 f"ones {document['training']}"
             )
+    outdated = outdated_stage(entry)
+    if outdated is not None:  # a stage computed by an older glitchlib: that stage on is computed again
+        log.info("results entry %s: %s; recomputing from that stage", entry.key, outdated)
+        entry.invalidate_record()
+
     # A complete entry is read back as it is, once its files match their checksums.
     try:
         record = entry.read_record(settings=settings.keyed_dict(), deep=True)
@@ -422,7 +449,7 @@ def _discard_unfinished(entry: Entry, *, keep_checkpoints: bool) -> None:
 def _first_stage_to_compute(entry: Entry) -> int:
     """Index of the first stage that is not finished or whose files cannot be trusted."""
     for index, stage in enumerate(STAGES):
-        problem = entry.stage_problem(stage, deep=True)
+        problem = entry.stage_problem(stage, deep=True) or outdated_stage(entry, stage)
         if problem is None:
             continue
         if problem != "not finished":

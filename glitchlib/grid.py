@@ -82,11 +82,15 @@ def grid_status(settings: list[ExperimentSettings], store: Store | str | Path | 
     """
     store = as_store(store)
     rows = []
+    from ._pipeline import outdated_stage  # (imports torch)
+
     for s in settings:
         state = store.state(s.key(), settings=s.keyed_dict(), deep=verify)
         reason = ""
         if state.startswith("corrupt"):
             state, reason = "corrupt", state.split(": ", 1)[-1]
+        if state == "done" and outdated_stage(store.entry(s.key())):  # a rerun recomputes the later stages
+            state, reason = "partial", outdated_stage(store.entry(s.key()))
         if state != "done":
             ok, why = runnable(s)
             if not ok:

@@ -24,6 +24,7 @@ from glitchlib import cli, experiments
 from glitchlib.config import ExperimentSettings
 from glitchlib.grid import grid_status, run_grid, summary_tables
 from glitchlib.profiles import profile_settings, runnable
+from glitchlib.peers import PEERS
 from glitchlib.signals import SIGNALS
 from glitchlib.store import Store
 
@@ -73,7 +74,9 @@ def test_tiny_run_computes_every_stage_and_its_record_round_trips(finished):
     assert summary["val_acc"] == pytest.approx(result.history["val_acc"].iloc[-1])  # two code paths agree
     assert summary["data_source"] == "embedded" and summary["weights_id"].startswith("sha256:")
     assert 0 <= summary["repair_acc"] <= 1 and 0 <= summary["char_acc"] <= 1
-    assert list(result.metrics["signal"]) == list(SIGNALS)
+    assert list(result.metrics["signal"]) == list(SIGNALS) + list(PEERS)
+    assert 0 <= summary["repair_acc_cleanlab"] <= 1
+    assert all(summary[f"seconds_{name}"] >= 0 for name in PEERS)
     assert result.environment["versions"]["torch"] == torch.__version__
 
     # read back from disk: the same result, nothing recomputed
@@ -103,11 +106,23 @@ def test_stored_scores_agree_with_stored_matrices_and_metrics(finished):
     mask = scores["mask"].to_numpy().astype(bool)
     assert (mask == (kind != "clean")).all()
     f1 = result.metrics.set_index("signal")["f1"]
-    for signal in ("si", "cnci", "pcid", "cfrank"):
+    for signal in ("si", "cnci", "pcid", "cfrank", *PEERS):
         assert f1[signal] == pytest.approx(_top_k_f1(scores[signal].to_numpy(), mask))
     mislabeled = kind == "mislabeled"
-    repair = (scores["suggested_label"].to_numpy() == scores["y_true"].to_numpy())[mislabeled].mean()
-    assert result.summary["repair_acc"] == pytest.approx(repair)
+    for column, key in (("suggested_label", "repair_acc"), ("cleanlab_label", "repair_acc_cleanlab")):
+        repair = (scores[column].to_numpy() == scores["y_true"].to_numpy())[mislabeled].mean()
+        assert result.summary[key] == pytest.approx(repair)
+
+
+def test_recomputed_peers_agree_with_the_stored_scores(finished):
+    root, result = finished
+    peers = experiments.recompute_peers(TINY, store=root)
+    scores = result.scores()
+    for name in PEERS:
+        np.testing.assert_allclose(peers.scores[name], scores[name], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(peers.suggested_labels, scores["cleanlab_label"])
+    with pytest.raises(FileNotFoundError, match="training"):
+        experiments.recompute_peers(TINY.replace(seed=9), store=root)
 
 
 def test_training_set_of_a_run(finished):
@@ -124,6 +139,21 @@ def test_rerun_reads_the_entry_back(store, monkeypatch):
     monkeypatch.setattr(glitchlib.train, "fit", _forbidden("training"))
     result = experiments.run(TINY, store=store, progress=False)
     assert result.computed == () and _events(store, TINY) == before
+
+
+def test_an_entry_of_the_previous_signals_version_recomputes_signals_and_metrics_only(store, caplog):
+    # entries written before the dedicated detectors: signals stage without a version, no peer columns
+    entry = store.entry(TINY.key())
+    stages = entry.read_stages()
+    del stages["finished"]["signals"]["version"]
+    stages.pop("sha256", None)  # a log without its own checksum, as older logs are
+    entry.write_json("stages.json", stages)
+    assert grid_status([TINY], store)["status"].tolist() == ["partial"]
+    with caplog.at_level(logging.WARNING):
+        result = experiments.run(TINY, store=store, progress=False)
+    assert result.computed == ("signals", "metrics") and "version" in caplog.text
+    assert set(PEERS) <= set(result.scores().columns)
+    assert grid_status([TINY], store)["status"].tolist() == ["done"]
 
 
 def test_device_is_not_part_of_the_key():
@@ -154,8 +184,9 @@ def test_a_failed_run_resumes_after_its_last_finished_stage(store, monkeypatch):
     first = ["data", "inject", "features", "training"]
     assert _events(store, settings) == [(s, "computed") for s in first]
 
-    # the rerun may neither retrain nor run the backbone
-    monkeypatch.setattr(glitchlib.train, "fit", _forbidden("training"))
+    # the rerun may neither retrain (the cross-validation of the signals stage trains its own heads)
+    # nor run the backbone
+    monkeypatch.setattr(experiments._Pipeline, "_stage_training", _forbidden("training"))
     monkeypatch.setattr(glitchlib.features, "_forward", _forbidden("the backbone"))
     result = experiments.run(settings, store=store, progress=False)
     rest = ["influence", "counterfactuals", "signals", "metrics"]
@@ -286,6 +317,7 @@ def test_cli_run_reads_back_and_report_prints_tables(store, capsys, monkeypatch)
     assert cli.main(["report", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
     assert "validation accuracy" in out and "CNCI" in out and "mixed" in out
+    assert "cleanlab" in out and "Mahalanobis" in out  # the dedicated detectors beside the signals
     tables = summary_tables(store)
     assert list(tables) == ["validation accuracy", "detection F1, mixed at ratio 0.1"]
 

@@ -22,6 +22,9 @@ the package has one job:
     repair, training accuracy and cost tables;
 :mod:`~glitchlib.report.plots`
     figures across runs;
+:mod:`~glitchlib.report.detectors`
+    the influence signals against the dedicated detectors of
+    :mod:`glitchlib.peers`: detection, repair, cost and the paper's claims;
 :mod:`~glitchlib.report.runs`
     the runs of a chapter: their settings, computing the missing ones, their
     status and provenance;
@@ -34,7 +37,27 @@ the package has one job:
 
 from __future__ import annotations
 
-from .names import DATASET_NAMES, GLITCH_NAMES, MODEL_NAMES, SIGNAL_NAMES, SIGNAL_ORDER, model_variants, pretty
+from .detectors import (
+    PAPER_NEW_SIGNALS,
+    claim_summary,
+    detector_claims,
+    detector_cost_table,
+    detector_table,
+    plot_detectors,
+    repair_comparison,
+    winner_summary,
+)
+from .names import (
+    DATASET_NAMES,
+    GLITCH_NAMES,
+    INFLUENCE_SIGNALS,
+    MODEL_NAMES,
+    PEER_SIGNALS,
+    SIGNAL_NAMES,
+    SIGNAL_ORDER,
+    model_variants,
+    pretty,
+)
 from .plots import plot_histories, plot_metric, plot_stages, plot_validation
 from .runs import (
     at_ratio,
@@ -91,6 +114,9 @@ __all__ = [
     "GLITCH_NAMES",
     "SIGNAL_NAMES",
     "SIGNAL_ORDER",
+    "INFLUENCE_SIGNALS",
+    "PEER_SIGNALS",
+    "PAPER_NEW_SIGNALS",
     "PAPER_VALIDATION",
     "PAPER_TRAIN_ACCURACY",
     "PAPER_SIGNAL_SHARE",
@@ -133,4 +159,11 @@ __all__ = [
     "compare_signals",
     "at_ratio",
     "plot_histories",
+    "detector_table",
+    "plot_detectors",
+    "repair_comparison",
+    "detector_cost_table",
+    "detector_claims",
+    "claim_summary",
+    "winner_summary",
 ]

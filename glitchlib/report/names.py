@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-__all__ = ["DATASET_NAMES", "MODEL_NAMES", "GLITCH_NAMES", "SIGNAL_NAMES", "SIGNAL_ORDER", "pretty", "model_variants"]
+__all__ = ["DATASET_NAMES", "MODEL_NAMES", "GLITCH_NAMES", "SIGNAL_NAMES", "SIGNAL_ORDER", "INFLUENCE_SIGNALS",
+           "PEER_SIGNALS", "pretty", "model_variants"]
 
 
 DATASET_NAMES = {
@@ -51,8 +52,19 @@ SIGNAL_NAMES = {
     "cnci": "CNCI",
     "pcid": "PCID",
     "cfrank": "CFRank",
+    # dedicated detectors (glitchlib.peers)
+    "cleanlab": "cleanlab",
+    "loss": "loss",
+    "aum": "AUM",
+    "knn": "k-NN",
+    "mahalanobis": "Mahalanobis",
+    "energy": "energy",
 }
-#: Display order of the signals: the paper's new ones last.
+#: The dedicated detectors of :mod:`glitchlib.peers`: label errors first, then out-of-distribution scores.
+PEER_SIGNALS = ("cleanlab", "loss", "aum", "knn", "mahalanobis", "energy")
+#: The influence signals of SPEC.md section 4, the paper's new ones last.
+INFLUENCE_SIGNALS = tuple(s for s in SIGNAL_NAMES if s not in PEER_SIGNALS)
+#: Display order of the signals: the influence signals (the paper's new ones last), then the dedicated detectors.
 SIGNAL_ORDER = tuple(SIGNAL_NAMES)
 _KIND_COLUMNS = {"dataset": DATASET_NAMES, "model": MODEL_NAMES, "glitch": GLITCH_NAMES, "signal": SIGNAL_NAMES}
 

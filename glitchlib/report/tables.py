@@ -15,6 +15,7 @@ import pandas as pd
 
 from .names import (
     GLITCH_NAMES,
+    INFLUENCE_SIGNALS,
     SIGNAL_NAMES,
     SIGNAL_ORDER,
     _order,
@@ -263,14 +264,14 @@ def claim_table(
     """The paper's claim "``new`` is on par with or better than every existing signal", per dataset x model x glitch.
 
     Columns: the new signal's mean ``metric`` over seeds, the best other
-    signal (among ``baselines``, default every signal but CNCI, PCID and
-    CFRank) and its mean, their difference, and in how many seeds the new
+    signal (among ``baselines``, default every influence signal but CNCI,
+    PCID and CFRank) and its mean, their difference, and in how many seeds the new
     signal is at least as good as that best signal.
     """
     if metrics.empty:
         return pd.DataFrame()
     excluded = {"cnci", "pcid", "cfrank"}
-    base = list(baselines) if baselines is not None else [s for s in SIGNAL_ORDER if s not in excluded]
+    base = list(baselines) if baselines is not None else [s for s in INFLUENCE_SIGNALS if s not in excluded]
     data = model_variants(metrics)
     groups = ["dataset", "model", "glitch"]
     rows = []
