@@ -63,6 +63,7 @@ __all__ = [
     "PUBLIC_CODE_TRAINING",
     "OWN_TRAINING",
     "training_settings",
+    "resolve_training_settings",
 ]
 
 
@@ -93,12 +94,12 @@ class TrainSettings:
     notes: str = ""
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r}: need a positive learning rate.")
-        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size!r}: need a positive integer.")
-        if int(self.epochs) != self.epochs or self.epochs < 1:
-            raise ValueError(f"epochs={self.epochs!r}: need a positive integer.")
+        from ._validation import as_int, as_positive
+
+        # by value (numpy numbers accepted), stored as plain Python numbers
+        object.__setattr__(self, "lr", as_positive(self.lr, "lr"))
+        object.__setattr__(self, "batch_size", as_int(self.batch_size, "batch_size", low=1))
+        object.__setattr__(self, "epochs", as_int(self.epochs, "epochs", low=1))
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict of the fields (saved next to results)."""
@@ -195,3 +196,25 @@ def training_settings(dataset: str, model: str, *, pretrained: bool = True,
         f"no training settings for dataset={dataset!r}, model={model!r}, pretrained={pretrained}. "
         f"Known: {', '.join(known)}. Pass TrainSettings(lr=..., batch_size=..., epochs=...) instead."
     )
+
+
+def resolve_training_settings(settings) -> TrainSettings:
+    """The ``TrainSettings`` of an experiment: the registered ones with its overrides.
+
+    ``settings`` is an :class:`glitchlib.config.ExperimentSettings` (any object with
+    ``dataset``, ``model``, ``pretrained``, ``lr``, ``batch_size`` and ``epochs``);
+    its non-None ``lr``/``batch_size``/``epochs`` replace the registered values, and
+    when all three are given no registered entry is needed (e.g. timm models).
+
+    Raises
+    ------
+    ValueError
+        No registered settings for the dataset and model, and not all three given.
+    """
+    import dataclasses
+
+    overrides = {k: getattr(settings, k) for k in ("lr", "batch_size", "epochs") if getattr(settings, k) is not None}
+    if len(overrides) == 3:
+        return TrainSettings(**overrides, source="user")
+    base = training_settings(settings.dataset, settings.model, pretrained=settings.pretrained)
+    return dataclasses.replace(base, **overrides, source="user") if overrides else base
