@@ -222,7 +222,7 @@ class _Pipeline:
     # -------------------------------------------------------- training
     @cached_property
     def train_settings(self):
-        from .experiments import resolve_training_settings
+        from .settings import resolve_training_settings
 
         return resolve_training_settings(self.s)
 

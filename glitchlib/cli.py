@@ -7,8 +7,10 @@ Examples::
     glitchlib status --profile paper
     glitchlib report --profile embedded
 
-Every command takes ``--store`` (default ``results/``). Bad arguments exit with
-status 2 and a message naming the argument and its valid values.
+Every command takes ``--store`` (default ``results/``). Bad arguments, and
+settings that cannot run on this machine, exit with status 2 and one message
+naming the argument and what to change (``-v`` adds the traceback); nothing is
+written to the store then.
 """
 
 from __future__ import annotations
@@ -123,7 +125,28 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     command = {"run": _run, "grid": _grid, "status": _status, "report": _report}[args.command]
-    return command(args, parser)
+    try:
+        return command(args, parser)
+    except ValueError as exc:  # bad input: one message naming the argument, no traceback
+        if args.verbose:
+            logging.getLogger(__name__).info("traceback of the error below", exc_info=True)
+        parser.exit(2, f"{parser.prog} {args.command}: error: {_argument_message(exc)}\n")
+
+
+#: Library argument names that the command line spells differently.
+_FLAGS = {"root": "--store", "store": "--store", "profile": "--profile"}
+
+
+def _argument_message(exc: ValueError) -> str:
+    """``exc`` as ``argument --flag: ...`` when it names one argument, else as it is."""
+    from ._validation import ArgumentError
+
+    if isinstance(exc, ArgumentError):
+        names = {f.name for f in dataclasses.fields(ExperimentSettings)}
+        flag = _FLAGS.get(exc.argument) or ("--" + exc.argument.replace("_", "-") if exc.argument in names else None)
+        if flag is not None:
+            return f"argument {flag}: {exc.value!r}: {exc.problem}"
+    return str(exc)
 
 
 def _subparser_error(parser: argparse.ArgumentParser, command: str, message: str):
@@ -143,14 +166,8 @@ def _run(args, parser) -> int:
     from . import experiments
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentSettings)}
-    try:
-        settings = ExperimentSettings(**values)
-    except ValueError as exc:
-        name = str(exc).split("=", 1)[0]
-        _subparser_error(parser, "run", f"argument --{name.replace('_', '-')}: {exc}")
-    ok, reason = experiments.runnable(settings)
-    if not ok:
-        _subparser_error(parser, "run", f"cannot run {settings.label()} here: {reason}")
+    settings = ExperimentSettings(**values)  # a bad value raises, main() reports it
+    # refused before anything is written when it cannot run here (NotRunnable, a ValueError)
     result = experiments.run(settings, store=args.store, progress=not args.quiet)
     state = "computed stages " + ", ".join(result.computed) if result.computed else "read from the store"
     print(f"{settings.label()}: {state}")

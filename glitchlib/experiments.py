@@ -60,7 +60,8 @@ from ._pipeline import (
     _train_dict,
 )
 from .config import ExperimentSettings
-from .profiles import profile_settings, runnable
+from .profiles import profile_settings, require_runnable, runnable
+from .settings import resolve_training_settings
 from .store import (
     ENVIRONMENT_FILE,
     HISTORY_FILE,
@@ -189,9 +190,18 @@ def run(
     -------
     RunResult
 
+    Raises
+    ------
+    ValueError
+        Invalid settings, or settings that cannot run on this machine
+        (:class:`glitchlib.profiles.NotRunnable`, whose ``reason`` is the one
+        :func:`glitchlib.profiles.runnable` gives): checked before anything is
+        written to the store.
+
     Notes
     -----
-    The entry is locked while it runs, so two processes never compute the same
+    A complete entry is read back without taking its lock or writing anything, so
+    a finished run can be read from a read-only store. The entry is locked while it runs, so two processes never compute the same
     entry at once (the second waits, then reads the result). A corrupt or
     incompatible entry (unreadable files, other settings, another format, a
     dataset that changed since the entry was started) is reported through
@@ -203,6 +213,10 @@ def run(
         raise ValueError(f"settings must be an ExperimentSettings or a dict, got {type(settings).__name__}")
     store = as_store(store)
     entry = store.entry(settings.key())
+    finished = _read_finished(settings, store, entry)
+    if finished is not None:  # no lock, nothing written: works on a read-only store
+        return finished
+    require_runnable(settings)  # before anything is written
     with entry.lock():
         try:
             return _run_locked(settings, store, entry, progress)
@@ -248,17 +262,6 @@ def load_training_set(
         class_names=pipeline.split["class_names"],
         ood_class_names=pipeline.ood_pool.class_names if len(glitch["ood_index"]) else [],
     )
-
-
-def resolve_training_settings(settings: ExperimentSettings):
-    """The ``TrainSettings`` of a run: the registered ones with ``lr``/``batch_size``/``epochs`` overrides."""
-    from . import settings as settings_module
-
-    overrides = {k: getattr(settings, k) for k in ("lr", "batch_size", "epochs") if getattr(settings, k) is not None}
-    if len(overrides) == 3:  # fully given: no registry entry needed (e.g. timm models)
-        return settings_module.TrainSettings(**overrides, source="user")
-    base = settings_module.training_settings(settings.dataset, settings.model, pretrained=settings.pretrained)
-    return dataclasses.replace(base, **overrides, source="user") if overrides else base
 
 
 # ---------------------------------------------------------------- environment
@@ -321,6 +324,18 @@ def _git_commit() -> str | None:
 def _settings_document(settings: ExperimentSettings) -> dict[str, Any]:
     train = resolve_training_settings(settings)
     return {"settings": settings.to_dict(), "training": _train_dict(train)}
+
+
+def _read_finished(settings: ExperimentSettings, store: Store, entry: Entry) -> RunResult | None:
+    """The complete, intact entry of ``settings`` read back, or None (nothing is written)."""
+    try:
+        record = entry.read_record(settings=settings.keyed_dict(), deep=True)
+        training = _settings_document(settings)["training"]
+    except (FileNotFoundError, NotADirectoryError, IncompatibleEntry, ValueError):
+        return None
+    if record.get("training") != training:
+        return None
+    return _result_from_record(store, entry, record, computed=())
 
 
 def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progress: bool) -> RunResult:

@@ -121,8 +121,9 @@ def run_grid(
                 (failed.append((key, error)) if error else computed.append(key))
                 bar.update()
     bar.close()
-    for key, error in failed:
-        log.error("run %s failed:\n%s", key, error)
+    for key, error in failed:  # one line each; the traceback with -v (INFO)
+        log.error("run %s failed: %s", key, error.strip().splitlines()[-1])
+        log.info("traceback of %s:\n%s", key, error)
     return GridOutcome(computed=computed, already_done=done, not_runnable=skipped, failed=failed)
 
 
