@@ -46,6 +46,7 @@ from .runs import (
     status_summary,
     status_table,
     with_glitch,
+    with_seed,
 )
 from .samples import (
     confusion_table,
@@ -98,6 +99,7 @@ __all__ = [
     "validation_side_by_side",
     "select_keys",
     "with_glitch",
+    "with_seed",
     "status_table",
     "ensure_results",
     "status_summary",
