@@ -32,7 +32,19 @@ the package has one job:
 
 from __future__ import annotations
 
-from .names import DATASET_NAMES, GLITCH_NAMES, MODEL_NAMES, SIGNAL_NAMES, SIGNAL_ORDER, model_variants, pretty
+from .names import (
+    DATASET_NAMES,
+    GLITCH_NAMES,
+    HEAD_ON_NON_NEGATIVE_FEATURES,
+    MODEL_NAMES,
+    SAME_CLASS_SIGN_SIGNALS,
+    SIGNAL_NAMES,
+    SIGNAL_ORDER,
+    UNINFORMATIVE_MARK,
+    model_variants,
+    pretty,
+    uninformative_signals,
+)
 from .plots import plot_histories, plot_metric, plot_stages, plot_validation
 from .runs import (
     at_ratio,
@@ -84,6 +96,10 @@ __all__ = [
     "GLITCH_NAMES",
     "SIGNAL_NAMES",
     "SIGNAL_ORDER",
+    "SAME_CLASS_SIGN_SIGNALS",
+    "HEAD_ON_NON_NEGATIVE_FEATURES",
+    "UNINFORMATIVE_MARK",
+    "uninformative_signals",
     "PAPER_VALIDATION",
     "PAPER_TRAIN_ACCURACY",
     "PAPER_SIGNAL_SHARE",
