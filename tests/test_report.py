@@ -191,6 +191,23 @@ def test_same_class_influence_of_a_linear_head_on_non_negative_features_is_never
     assert (signed[same] < 0).any()
 
 
+def test_validation_figure_tick_labels_do_not_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = _runs()
+    runs = pd.concat([runs, runs.assign(glitch="anomalies", key=runs["key"] + "a"),
+                      runs.assign(glitch="mixed", key=runs["key"] + "m")], ignore_index=True)
+    fig = report.plot_validation(runs)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:2]:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        assert len(boxes) == 4
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 < right.x0, "x tick labels overlap"
+
+
 def test_top_suspects_is_stable():
     scores = pd.DataFrame({"cnci": [0.0, 5.0, 5.0, 1.0]})
     assert report.top_suspects(scores, "cnci", 3).index.tolist() == [1, 2, 3]
