@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,16 +156,15 @@ def _check_name(name) -> str:
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    from .._validation import as_seed
+
+    return as_seed(seed, "seed")
 
 
 def _check_subset(subset) -> float:
-    if (isinstance(subset, bool) or not isinstance(subset, numbers.Real)
-            or not 0 < subset <= 1):
-        raise ValueError(f"subset must lie in (0, 1], got {subset!r}")
-    return float(subset)
+    from .._validation import as_real
+
+    return as_real(subset, "subset", low=0.0, high=1.0, low_open=True)
 
 
 def _root_path(root) -> Path:
