@@ -248,3 +248,11 @@ def test_no_nan_is_silently_accepted_as_a_learning_rate():
     assert math.isnan(float("nan"))  # the old check `nan <= 0` was False
     with pytest.raises(ValueError, match="^lr=nan"):
         ExperimentSettings(lr=float("nan"))
+
+
+def test_compute_signals_from_matrices_takes_array_likes_and_checks_flags():
+    I = [[1.0, -1.0], [-2.0, 0.5], [0.3, 0.2]]
+    report = g.detect.compute_signals_from_matrices(I, [1.0, 2.0, 3.0], I, I, [0, 1, 1], [0, 1])
+    assert np.allclose(report.scores["nil"], g.signals.nil(np.array(I), [0, 1, 1], [0, 1]))
+    with pytest.raises(ValueError, match="^progress='no'"):
+        g.detect.compute_signals(None, None, [0, 1], None, [0, 1], progress="no")
