@@ -24,6 +24,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -225,6 +226,8 @@ class TracIn:
         out: dict[str, Tensor] = {}
         names: dict[str, str] = {}
         for key, value in state.items():
+            if isinstance(value, np.ndarray):  # a state dict saved as NumPy arrays
+                value = torch.from_numpy(value)
             canonical = aliases[key]
             if canonical in out:
                 if not (isinstance(value, Tensor) and value.shape == out[canonical].shape
