@@ -248,8 +248,8 @@ def labels_to_array(y: Any, name: str, *, length: int | None = None, what: str =
     if a.dtype.kind not in "iu":
         raise ValueError(f"{name} must hold integer class labels, got dtype {a.dtype}")
     if length is not None and a.shape[0] != length:
-        against = what or "the other arguments"
-        raise ValueError(f"{name} has {a.shape[0]} labels but {against} has {length}; they must match")
+        against = f"{what} has {length}" if what else f"there are {length} samples"
+        raise ValueError(f"{name} has {a.shape[0]} labels but {against}; they must match")
     if a.size and a.min() < 0:
         raise ValueError(f"{name} contains the negative label {int(a.min())}; labels must be in 0 .. n_classes-1")
     if n_classes is not None and a.size and a.max() >= n_classes:

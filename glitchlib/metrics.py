@@ -45,14 +45,7 @@ def _mask(mask, n: int, name: str = "mask") -> np.ndarray:
 
 
 def _labels(y, name: str, n: int | None = None) -> np.ndarray:
-    a = _to_numpy(y)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D integer labels, got shape {a.shape}")
-    if a.dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integer labels, got dtype {a.dtype}")
-    if n is not None and a.shape[0] != n:
-        raise ValueError(f"{name} has length {a.shape[0]} but there are {n} samples")
-    return a.astype(np.int64, copy=False)
+    return _validation.labels_to_array(y, name, length=n, allow_empty=True)
 
 
 def _kinds(kind, name: str, n: int | None = None) -> np.ndarray:
