@@ -59,6 +59,7 @@ from ._pipeline import (
     _Pipeline,
     _train_dict,
 )
+from . import _validation
 from .config import ExperimentSettings
 from .profiles import profile_settings, require_runnable, runnable
 from .settings import resolve_training_settings
@@ -207,6 +208,7 @@ def run(
     dataset that changed since the entry was started) is reported through
     ``logging`` and recomputed.
     """
+    progress = _validation.as_bool(progress, "progress")
     if isinstance(settings, dict):
         settings = ExperimentSettings.from_dict(settings)
     if not isinstance(settings, ExperimentSettings):

@@ -181,6 +181,9 @@ def training_settings(dataset: str, model: str, *, pretrained: bool = True,
         Unknown variant, or no settings for this (dataset, model, pretrained); build
         a ``TrainSettings(lr=..., batch_size=..., epochs=...)`` yourself then.
     """
+    from ._validation import as_bool
+
+    pretrained = as_bool(pretrained, "pretrained")
     if variant not in ("paper", "public-code"):
         raise ValueError(f"variant={variant!r}: choose 'paper' or 'public-code'.")
     key = (dataset, model)

@@ -256,3 +256,15 @@ def test_compute_signals_from_matrices_takes_array_likes_and_checks_flags():
     assert np.allclose(report.scores["nil"], g.signals.nil(np.array(I), [0, 1, 1], [0, 1]))
     with pytest.raises(ValueError, match="^progress='no'"):
         g.detect.compute_signals(None, None, [0, 1], None, [0, 1], progress="no")
+
+
+@pytest.mark.parametrize("call", [
+    lambda: g.data.load("fmnist", download="false"),
+    lambda: g.data.load_ood("fmnist", download="no"),
+    lambda: g.settings.training_settings("fmnist", "resnet20", pretrained="false"),
+    lambda: g.experiments.run(ExperimentSettings(), store="/nonexistent/never", progress="false"),
+    lambda: g.models.create("resnet20", 10, pretrained="false"),
+])
+def test_a_non_empty_string_is_never_read_as_true(call):
+    with pytest.raises(ValueError, match=r"^(download|pretrained|progress)='(false|no)': need True or False"):
+        call()

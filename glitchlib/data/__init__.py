@@ -161,6 +161,12 @@ def _check_seed(seed) -> int:
     return as_seed(seed, "seed")
 
 
+def _check_flag(value, name: str) -> bool:
+    from .._validation import as_bool
+
+    return as_bool(value, name)
+
+
 def _check_subset(subset) -> float:
     from .._validation import as_real
 
@@ -245,6 +251,7 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
     name = _check_name(name)
     seed = _check_seed(seed)
     subset = _check_subset(subset)
+    download = _check_flag(download, "download")
     if root is None and not download and name in EMBEDDED:
         if not math.isclose(subset, EMBEDDED_SUBSET):
             raise ValueError(
@@ -306,6 +313,7 @@ def load_ood(name: str, seed: int = 0, root=None, download: bool = False) -> OOD
     """
     name = _check_name(name)
     _check_seed(seed)
+    download = _check_flag(download, "download")
     source_name = OOD_SOURCE[name]
     images = None
     if root is not None or download:
