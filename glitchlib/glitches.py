@@ -373,8 +373,7 @@ def inject(kind: str, y, ratio: float, seed: int, *, x=None, x_ood=None, y_ood=N
     ``x``, ``x_ood`` and ``y_ood`` are required for ``"anomalies"`` and ``"mixed"``;
     ``n_contaminated`` only applies to ``"class-based"``.
     """
-    if kind not in GLITCH_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(GLITCH_KINDS)}; got {kind!r}")
+    _validation.as_choice(kind, "kind", GLITCH_KINDS)
     if n_contaminated is not None and kind != "class-based":
         raise ValueError(f"n_contaminated only applies to kind='class-based', not {kind!r}")
     if kind == "uniform":
