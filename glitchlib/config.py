@@ -52,8 +52,13 @@ class ExperimentSettings:
     settings registered for this dataset and model"
     (:func:`glitchlib.settings.training_settings`).
 
-    Every field is validated on construction; a bad value raises ``ValueError``
-    naming the field and its valid values.
+    Every field is validated on construction, by value: numbers of any numeric
+    type are accepted (``np.float32(0.1)``, ``np.int64(1)``) and stored as plain
+    Python numbers, so equal settings have equal keys; booleans are refused as
+    numbers, NaN and infinities everywhere. A bad value raises ``ValueError``
+    naming the field and what to pass (:mod:`glitchlib._validation`). Whether the
+    settings can run on this machine is checked separately
+    (:func:`glitchlib.profiles.runnable`).
     """
 
     dataset: str = _help("Dataset: one of " + ", ".join(DATASETS) + ".", "fmnist")
