@@ -76,14 +76,6 @@ class TracIn:
         key is removed). Values are finite tensors; the learning rate a finite
         number > 0 of any numeric type.
 
-    Raises
-    ------
-    ValueError
-        At construction: a model that is not an ``nn.Module`` (or is TorchScript),
-        unknown layer names, state-dict keys not in the model or of the wrong
-        shape, tied names with different values, NaN or infinite weights, a
-        learning rate that is not a finite positive number, bad options. The
-        message names the argument.
     layers : sequence of str, or None
         Influence layers, names relative to ``model``: a ``Linear``/``Conv2d``
         module, or a container standing for every ``Linear``/``Conv2d`` module
@@ -111,6 +103,15 @@ class TracIn:
         differentiates weights only, as captum's ``TracInCPFast`` does.
     progress : bool
         Show tqdm progress bars.
+
+    Raises
+    ------
+    ValueError
+        At construction: a model that is not an ``nn.Module`` (or is TorchScript),
+        unknown layer names, state-dict keys not in the model or of the wrong
+        shape, tied names with different values, NaN or infinite weights, a
+        learning rate that is not a finite positive number, bad options. The
+        message names the argument.
 
     Notes
     -----
