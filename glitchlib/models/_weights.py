@@ -105,8 +105,9 @@ def find_weights(spec: WeightsSpec, weights: str | os.PathLike | None = None) ->
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a state dict from ``path`` on the CPU (tensors only, ``weights_only``).
 
-    A checkpoint ``{"state_dict": ...}`` is unwrapped, and the ``module.`` prefix that
-    ``nn.DataParallel``/``DistributedDataParallel`` add to every key is removed.
+    A checkpoint ``{"state_dict": ...}`` is unwrapped, and the prefix that
+    ``nn.DataParallel``/``DistributedDataParallel`` (``module.``) or ``torch.compile``
+    (``_orig_mod.``) add to every key is removed.
 
     Raises
     ------
@@ -125,9 +126,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise ValueError(f"weights={str(path)!r}: does not hold a state dict (a mapping of names to tensors)")
-    keys = list(state)
-    if keys and all(k.startswith("module.") for k in keys):
-        state = {k[len("module."):]: v for k, v in state.items()}
+    for prefix in ("module.", "_orig_mod."):  # nn.DataParallel / DistributedDataParallel, torch.compile
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
     return dict(state)
 
 
