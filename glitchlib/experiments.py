@@ -59,9 +59,9 @@ from ._pipeline import (
     _Pipeline,
     _train_dict,
 )
-from . import _validation
+from . import _validation, profiles
 from .config import ExperimentSettings
-from .profiles import profile_settings, require_runnable, runnable
+from .profiles import profile_settings, runnable
 from .settings import resolve_training_settings
 from .store import (
     ENVIRONMENT_FILE,
@@ -178,6 +178,11 @@ def run(
 ) -> RunResult:
     """Run one experiment end to end, or read it back if the store holds it.
 
+    Invalid settings raise ``ValueError``, and so do settings that cannot run on
+    this machine (:class:`glitchlib.profiles.NotRunnable`, whose ``reason`` is the
+    one :func:`glitchlib.profiles.runnable` gives), before anything is written to
+    the store.
+
     Parameters
     ----------
     settings : ExperimentSettings or dict
@@ -190,14 +195,6 @@ def run(
     Returns
     -------
     RunResult
-
-    Raises
-    ------
-    ValueError
-        Invalid settings, or settings that cannot run on this machine
-        (:class:`glitchlib.profiles.NotRunnable`, whose ``reason`` is the one
-        :func:`glitchlib.profiles.runnable` gives): checked before anything is
-        written to the store.
 
     Notes
     -----
@@ -218,7 +215,7 @@ def run(
     finished = _read_finished(settings, store, entry)
     if finished is not None:  # no lock, nothing written: works on a read-only store
         return finished
-    require_runnable(settings)  # before anything is written
+    profiles.require_runnable(settings)  # before anything is written
     with entry.lock():
         try:
             return _run_locked(settings, store, entry, progress)

@@ -55,7 +55,7 @@ task (lr 0.00001 ... 0.5, 10 epochs).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 __all__ = [
     "TrainSettings",
@@ -202,22 +202,23 @@ def training_settings(dataset: str, model: str, *, pretrained: bool = True,
 
 
 def resolve_training_settings(settings) -> TrainSettings:
-    """The ``TrainSettings`` of an experiment: the registered ones with its overrides.
+    """The ``TrainSettings`` of a run: the registered ones with its ``lr``/``batch_size``/``epochs`` overrides.
 
-    ``settings`` is an :class:`glitchlib.config.ExperimentSettings` (any object with
-    ``dataset``, ``model``, ``pretrained``, ``lr``, ``batch_size`` and ``epochs``);
-    its non-None ``lr``/``batch_size``/``epochs`` replace the registered values, and
-    when all three are given no registered entry is needed (e.g. timm models).
+    Parameters
+    ----------
+    settings : glitchlib.config.ExperimentSettings
+        Its ``dataset``, ``model``, ``pretrained`` pick the registered settings
+        (:func:`training_settings`); its ``lr``, ``batch_size``, ``epochs``, where not
+        None, replace theirs. With all three given no registered entry is needed
+        (e.g. ``timm:`` models), and ``source`` is ``"user"``.
 
     Raises
     ------
     ValueError
-        No registered settings for the dataset and model, and not all three given.
+        No registered settings and not all three given.
     """
-    import dataclasses
-
     overrides = {k: getattr(settings, k) for k in ("lr", "batch_size", "epochs") if getattr(settings, k) is not None}
     if len(overrides) == 3:
         return TrainSettings(**overrides, source="user")
     base = training_settings(settings.dataset, settings.model, pretrained=settings.pretrained)
-    return dataclasses.replace(base, **overrides, source="user") if overrides else base
+    return replace(base, **overrides, source="user") if overrides else base

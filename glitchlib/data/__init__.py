@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -248,10 +249,10 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
         ``download=True`` failed (e.g. no internet); the message says where to put
         the files by hand.
     """
+    download = _check_flag(download, "download")
     name = _check_name(name)
     seed = _check_seed(seed)
     subset = _check_subset(subset)
-    download = _check_flag(download, "download")
     if root is None and not download and name in EMBEDDED:
         if not math.isclose(subset, EMBEDDED_SUBSET):
             raise ValueError(
