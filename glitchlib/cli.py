@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -126,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     command = {"run": _run, "grid": _grid, "status": _status, "report": _report}[args.command]
     try:
-        return command(args, parser)
+        status = command(args, parser)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (``glitchlib status | head``): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except ValueError as exc:  # bad input: one message naming the argument, no traceback
         if args.verbose:
             logging.getLogger(__name__).info("traceback of the error below", exc_info=True)
