@@ -33,6 +33,7 @@ metrics          F1, AP and AUROC per signal against the glitch mask, repair and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -198,8 +199,8 @@ def run(
 
     Notes
     -----
-    A complete entry is read back without taking its lock or writing anything, so
-    a finished run can be read from a read-only store. The entry is locked while it runs, so two processes never compute the same
+    A complete entry is read back even when its lock cannot be taken (a
+    read-only store). The entry is locked while it runs, so two processes never compute the same
     entry at once (the second waits, then reads the result). A corrupt or
     incompatible entry (unreadable files, other settings, another format, a
     dataset that changed since the entry was started) is reported through
@@ -212,11 +213,16 @@ def run(
         raise ValueError(f"settings must be an ExperimentSettings or a dict, got {type(settings).__name__}")
     store = as_store(store)
     entry = store.entry(settings.key())
-    finished = _read_finished(settings, store, entry)
-    if finished is not None:  # no lock, nothing written: works on a read-only store
-        return finished
-    profiles.require_runnable(settings)  # before anything is written
-    with entry.lock():
+    if not _looks_complete(settings, entry):
+        profiles.require_runnable(settings)  # before anything is written
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(entry.lock())
+        except OSError:  # a read-only store: a finished entry is still read back
+            finished = _read_finished(settings, store, entry)
+            if finished is None:
+                raise
+            return finished
         try:
             return _run_locked(settings, store, entry, progress)
         except IncompatibleEntry as exc:
@@ -323,6 +329,15 @@ def _git_commit() -> str | None:
 def _settings_document(settings: ExperimentSettings) -> dict[str, Any]:
     train = resolve_training_settings(settings)
     return {"settings": settings.to_dict(), "training": _train_dict(train)}
+
+
+def _looks_complete(settings: ExperimentSettings, entry: Entry) -> bool:
+    """Whether the entry holds a complete record of these settings (sizes checked, nothing written)."""
+    try:
+        entry.read_record(settings=settings.keyed_dict(), deep=False)
+    except (FileNotFoundError, NotADirectoryError, IncompatibleEntry, ValueError):
+        return False
+    return True
 
 
 def _read_finished(settings: ExperimentSettings, store: Store, entry: Entry) -> RunResult | None:
