@@ -149,11 +149,16 @@ def _argument_message(exc: ValueError) -> str:
     """``exc`` as ``argument --flag: ...`` when it names one argument, else as it is."""
     from ._validation import ArgumentError
 
-    if isinstance(exc, ArgumentError):
-        names = {f.name for f in dataclasses.fields(ExperimentSettings)}
-        flag = _FLAGS.get(exc.argument) or ("--" + exc.argument.replace("_", "-") if exc.argument in names else None)
-        if flag is not None:
-            return f"argument {flag}: {exc.value!r}: {exc.problem}"
+    names = {f.name for f in dataclasses.fields(ExperimentSettings)}
+
+    def flag(name: str) -> str | None:
+        return _FLAGS.get(name) or ("--" + name.replace("_", "-") if name in names else None)
+
+    if isinstance(exc, ArgumentError) and flag(exc.argument):
+        return f"argument {flag(exc.argument)}: {exc.value!r}: {exc.problem}"
+    first = str(exc).split("=", 1)[0]  # "device='gpu' is not valid ..." names its field first
+    if first.isidentifier() and flag(first):
+        return f"argument {flag(first)}: {exc}"
     return str(exc)
 
 

@@ -15,12 +15,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _validation
+
 # Datasets of the paper (SPEC.md section 1), glitch kinds (section 2) and the
 # registered model names (``timm:<name>`` selects any timm model as well).
 from .data import DATASETS
 from .glitches import GLITCH_KINDS
 from .models import MODEL_NAMES as MODELS
-from . import _validation
 
 __all__ = [
     "ExperimentSettings",
@@ -177,12 +178,27 @@ def field_help() -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(ExperimentSettings)}
 
 
-def _validate(s: ExperimentSettings) -> None:
-    """Check every field by value and store it in its plain Python form (so that keys are stable)."""
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not valid; choose from {', '.join(choices)}")
+
+
+def _optional_positive_int(name: str, value: Any, minimum: int = 1) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} must be None or an integer >= {minimum}")
+
+
+def _normalize(s: ExperimentSettings) -> None:
+    """Check numbers, flags and paths by value and store them as plain Python values.
+
+    ``np.float32(0.1)`` becomes ``0.1`` and ``np.int64(1)`` becomes ``1``, so equal
+    settings have equal keys; booleans are refused as numbers, NaN and infinities
+    everywhere (:mod:`glitchlib._validation`).
+    """
     v = _validation
     values = {
-        "dataset": v.as_choice(s.dataset, "dataset", DATASETS),
-        "glitch": v.as_choice(s.glitch, "glitch", GLITCH_KINDS),
         "ratio": v.as_ratio(s.ratio, "ratio"),
         "seed": v.as_seed(s.seed, "seed"),
         "n_train": v.as_int(s.n_train, "n_train", low=2, optional=True),
@@ -193,23 +209,54 @@ def _validate(s: ExperimentSettings) -> None:
         "batch_size": v.as_int(s.batch_size, "batch_size", low=1, optional=True),
         "epochs": v.as_int(s.epochs, "epochs", low=1, optional=True),
         "pretrained": v.as_bool(s.pretrained, "pretrained"),
-        "influence": v.as_choice(s.influence, "influence", INFLUENCE_CHOICES),
-        "counterfactual": v.as_choice(s.counterfactual, "counterfactual", COUNTERFACTUAL_CHOICES),
         "projection_dim": v.as_int(s.projection_dim, "projection_dim", low=1, optional=True),
         "data_root": v.as_text(s.data_root, "data_root", optional=True),
         "weights": v.as_text(s.weights, "weights", optional=True),
     }
+    for name, value in values.items():
+        object.__setattr__(s, name, value)
+
+
+def _validate(s: ExperimentSettings) -> None:
+    _normalize(s)
+    _choice("dataset", s.dataset, DATASETS)
+    _choice("glitch", s.glitch, GLITCH_KINDS)
     if not isinstance(s.model, str) or not (
         s.model in MODELS or (s.model.startswith("timm:") and len(s.model) > 5)
     ):
-        raise _validation.ArgumentError("model", s.model, f"choose from {', '.join(MODELS)}, or timm:<name>")
-    if values["n_contaminated"] is not None and s.glitch != "class-based":
-        raise _validation.ArgumentError(
-            "n_contaminated", s.n_contaminated,
-            f"applies to glitch='class-based' only (glitch={s.glitch!r}); leave it None")
+        raise ValueError(
+            f"model={s.model!r} is not valid; choose from {', '.join(MODELS)}, or timm:<name>"
+        )
+    if isinstance(s.ratio, bool) or not isinstance(s.ratio, (int, float)) or not 0 < s.ratio <= 0.5:
+        raise ValueError(f"ratio={s.ratio!r} must be a number in (0, 0.5]")
+    if isinstance(s.seed, bool) or not isinstance(s.seed, int) or s.seed < 0:
+        raise ValueError(f"seed={s.seed!r} must be a non-negative integer")
+    _optional_positive_int("n_train", s.n_train, minimum=2)
+    _optional_positive_int("n_test", s.n_test, minimum=1)
+    if isinstance(s.subset, bool) or not isinstance(s.subset, (int, float)) or not 0 < s.subset <= 1:
+        raise ValueError(f"subset={s.subset!r} must be a number in (0, 1]")
+    _optional_positive_int("n_contaminated", s.n_contaminated)
+    if s.n_contaminated is not None and s.glitch != "class-based":
+        raise ValueError(
+            f"n_contaminated={s.n_contaminated!r} applies to glitch='class-based' only "
+            f"(glitch={s.glitch!r}); leave it None"
+        )
+    if s.lr is not None and (
+        isinstance(s.lr, bool) or not isinstance(s.lr, (int, float)) or not s.lr > 0
+    ):
+        raise ValueError(f"lr={s.lr!r} must be None or a positive number")
+    _optional_positive_int("batch_size", s.batch_size)
+    _optional_positive_int("epochs", s.epochs)
+    if not isinstance(s.pretrained, bool):
+        raise ValueError(f"pretrained={s.pretrained!r} must be True or False")
+    _choice("influence", s.influence, INFLUENCE_CHOICES)
+    _choice("counterfactual", s.counterfactual, COUNTERFACTUAL_CHOICES)
+    _optional_positive_int("projection_dim", s.projection_dim)
     if not isinstance(s.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?|mps", s.device):
-        raise _validation.ArgumentError("device", s.device, "use cpu, cuda, cuda:<index> or mps")
-    if values["weights"] is not None and not values["pretrained"]:
-        raise _validation.ArgumentError("weights", s.weights, "given with pretrained=False; drop one of them")
-    for name, value in values.items():
-        object.__setattr__(s, name, value)
+        raise ValueError(f"device={s.device!r} is not valid; use cpu, cuda, cuda:<index> or mps")
+    for name in ("data_root", "weights"):
+        value = getattr(s, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name}={value!r} must be None or a path given as a string")
+    if s.weights is not None and not s.pretrained:
+        raise ValueError(f"weights={s.weights!r} was given with pretrained=False; drop one of them")

@@ -312,9 +312,9 @@ def load_ood(name: str, seed: int = 0, root=None, download: bool = False) -> OOD
         (900 per class), for MNIST the embedded digits outside its validation subset
         (at least 763 per class).
     """
+    download = _check_flag(download, "download")
     name = _check_name(name)
     _check_seed(seed)
-    download = _check_flag(download, "download")
     source_name = OOD_SOURCE[name]
     images = None
     if root is not None or download:
