@@ -40,7 +40,7 @@ from typing import Any
 
 from .config import ExperimentSettings, field_names
 
-__all__ = ["PROFILES", "NotRunnable", "profile_settings", "require_runnable", "runnable", "settings_from_yaml"]
+__all__ = ["PROFILES", "profile_settings", "runnable", "settings_from_yaml"]
 
 _GLITCHES = ("uniform", "class-based", "anomalies", "mixed")
 _SEEDS = (0, 1, 2, 3, 4)
@@ -201,6 +201,9 @@ def require_runnable(settings: ExperimentSettings) -> None:
     ok, reason = runnable(settings)
     if not ok:
         raise NotRunnable(settings, reason)
+
+
+__all__ += ["NotRunnable", "require_runnable"]
 
 
 def _device_available(s: ExperimentSettings) -> tuple[bool, str]:

@@ -340,15 +340,18 @@ def create(
     FileNotFoundError
         No weights reachable (the message names the file, the URL and ``weights=``).
     """
-    n_classes = _validation.as_int(n_classes, "n_classes", low=2)
+    n_classes = _validation.as_int(n_classes, "n_classes", low=2)  # by value: np.int64(10) is 10
     pretrained = _validation.as_bool(pretrained, "pretrained")
     seed = _validation.as_seed(seed)
     freeze = None if freeze is None else _validation.as_bool(freeze, "freeze")
     input_size = _validation.as_int(input_size, "input_size", low=1, optional=True)
-    if weights is not None:
-        weights = _validation.as_text(weights, "weights")
-        if not pretrained:
-            raise _validation.ArgumentError("weights", weights, "given with pretrained=False; drop one of them")
+    weights = _validation.as_text(weights, "weights", optional=True)
+    if not isinstance(n_classes, int) or n_classes < 2:
+        raise ValueError(f"n_classes={n_classes!r}: need an integer >= 2.")
+    if weights is not None and not pretrained:
+        raise ValueError("weights= was given with pretrained=False; drop one of them.")
+    if input_size is not None and int(input_size) < 1:
+        raise ValueError(f"input_size={input_size!r}: need a positive integer or None.")
     frozen = bool(pretrained if freeze is None else freeze)
     args = (n_classes, pretrained, weights, seed, frozen, input_size)
     if name == "resnet20":
