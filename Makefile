@@ -47,4 +47,4 @@ bench: setup
 	for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf book/_build notebooks/_executed .pytest_cache
+	rm -rf book/_build book/_static/mathjax notebooks/_executed .pytest_cache

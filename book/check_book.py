@@ -8,7 +8,12 @@ of ``_toc.yml`` (``--dump-dom`` and ``--screenshot``), and checks that
 * the page loads and has a title (``<h1>``);
 * result chapters (the executed notebooks) show at least one table and one
   figure, and every ``<img>`` of the page is served;
-* no page shows an error: a Python traceback, a papermill failure, a 404.
+* no page shows an error: a Python traceback, a papermill failure, a 404;
+* formulas are rendered: a page with math (Sphinx's ``class="math"`` elements)
+  holds MathJax output (``<mjx-container>``), and no TeX source (``\\(``,
+  ``\\[``, ``$$``, ``\\begin{``) is left in its text. The book serves its own
+  MathJax, so this holds offline;
+* papermill's injected-parameters cell is not shown.
 
 Screenshots go to ``book/_build/screenshots/<page>.png``. Exits 1 when a check
 fails (listing every failure), 2 when Chromium or the HTML is missing. No network
@@ -140,6 +145,9 @@ def check_page(browser: str, url: str, page: str, is_result: bool, shot: Path, p
     for what, marker in ERROR_MARKERS.items():
         if marker.search(dom):
             result.problems.append(f"the page shows {what}")
+    result.problems += math_problems(main)
+    if "injected-parameters" in main:
+        result.problems.append("the page shows papermill's injected-parameters cell")
     if is_result and result.tables == 0:
         result.problems.append("no table in a result chapter")
     if is_result and result.images == 0:
@@ -149,6 +157,26 @@ def check_page(browser: str, url: str, page: str, is_result: bool, shot: Path, p
         if problem:
             result.problems.append(f"figure {src}: {problem}")
     return result
+
+
+#: TeX source that MathJax replaces when it renders: inline and display delimiters, environments.
+RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\\begin\{")
+
+
+def math_problems(html: str) -> list[str]:
+    """Why the formulas of ``html`` (a page's DOM after scripts ran) are not rendered; empty if they are."""
+    text = re.sub(r"<(script|style|pre|code|mjx-container)\b.*?</\1>", "", html, flags=re.DOTALL | re.IGNORECASE)
+    text = re.sub(r"<[^>]+>", "", text)  # tags and their attributes are not shown text
+    formulas = len(re.findall(r"class=\"[^\"]*\bmath\b", html))
+    rendered = len(re.findall(r"<mjx-container\b", html))
+    problems = []
+    if formulas and not rendered:
+        problems.append(f"{formulas} formulas but no MathJax output (<mjx-container>): MathJax did not load")
+    raw = RAW_TEX.search(text)
+    if raw:
+        around = text[max(0, raw.start() - 30):raw.end() + 30].replace("\n", " ")
+        problems.append(f"TeX source shown instead of a formula: ...{around}...")
+    return problems
 
 
 def _main_content(dom: str) -> str:

@@ -9,8 +9,10 @@ Examples::
     glitchlib report --profile embedded
     glitchlib scan path/to/labelled/images --out scan-results
 
-Every command takes ``--store`` (default ``results/``). Bad arguments exit with
-status 2 and a message naming the argument and its valid values.
+Every command takes ``--store`` (default ``results/``). Bad arguments, and
+settings that cannot run on this machine, exit with status 2 and one message
+naming the argument and what to change (``-v`` adds the traceback); nothing is
+written to the store then.
 """
 
 from __future__ import annotations
@@ -177,6 +179,31 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except ValueError as exc:  # bad input: one message naming the argument, no traceback
+        if args.verbose:
+            logging.getLogger(__name__).info("traceback of the error below", exc_info=True)
+        parser.exit(2, f"{parser.prog} {args.command}: error: {_argument_message(exc)}\n")
+
+
+#: Library argument names that the command line spells differently.
+_FLAGS = {"root": "--store", "store": "--store", "profile": "--profile"}
+
+
+def _argument_message(exc: ValueError) -> str:
+    """``exc`` as ``argument --flag: ...`` when it names one argument, else as it is."""
+    from ._validation import ArgumentError
+
+    names = {f.name for f in dataclasses.fields(ExperimentSettings)}
+
+    def flag(name: str) -> str | None:
+        return _FLAGS.get(name) or ("--" + name.replace("_", "-") if name in names else None)
+
+    if isinstance(exc, ArgumentError) and flag(exc.argument):
+        return f"argument {flag(exc.argument)}: {exc.value!r}: {exc.problem}"
+    first = str(exc).split("=", 1)[0]  # "device='gpu' is not valid ..." names its field first
+    if first.isidentifier() and flag(first):
+        return f"argument {flag(first)}: {exc}"
+    return str(exc)
 
 
 def _subparser_error(parser: argparse.ArgumentParser, command: str, message: str):
@@ -196,14 +223,8 @@ def _run(args, parser) -> int:
     from . import experiments
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentSettings)}
-    try:
-        settings = ExperimentSettings(**values)
-    except ValueError as exc:
-        name = str(exc).split("=", 1)[0]
-        _subparser_error(parser, "run", f"argument --{name.replace('_', '-')}: {exc}")
-    ok, reason = experiments.runnable(settings)
-    if not ok:
-        _subparser_error(parser, "run", f"cannot run {settings.label()} here: {reason}")
+    settings = ExperimentSettings(**values)  # a bad value raises, main() reports it
+    # refused before anything is written when it cannot run here (NotRunnable, a ValueError)
     result = experiments.run(settings, store=args.store, progress=not args.quiet)
     state = "computed stages " + ", ".join(result.computed) if result.computed else "read from the store"
     print(f"{settings.label()}: {state}")

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _validation
+
 # Datasets of the paper (SPEC.md section 1), glitch kinds (section 2) and the
 # registered model names (``timm:<name>`` selects any timm model as well).
 from .data import DATASETS, TABULAR_DATASETS
@@ -52,8 +54,13 @@ class ExperimentSettings:
     settings registered for this dataset and model"
     (:func:`glitchlib.settings.training_settings`).
 
-    Every field is validated on construction; a bad value raises ``ValueError``
-    naming the field and its valid values.
+    Every field is validated on construction, by value: numbers of any numeric
+    type are accepted (``np.float32(0.1)``, ``np.int64(1)``) and stored as plain
+    Python numbers, so equal settings have equal keys; booleans are refused as
+    numbers, NaN and infinities everywhere. A bad value raises ``ValueError``
+    naming the field and what to pass (:mod:`glitchlib._validation`). Whether the
+    settings can run on this machine is checked separately
+    (:func:`glitchlib.profiles.runnable`).
     """
 
     dataset: str = _help("Dataset: one of " + ", ".join(DATASETS) + ".", "fmnist")
@@ -184,7 +191,35 @@ def _optional_positive_int(name: str, value: Any, minimum: int = 1) -> None:
         raise ValueError(f"{name}={value!r} must be None or an integer >= {minimum}")
 
 
+def _normalize(s: ExperimentSettings) -> None:
+    """Check numbers, flags and paths by value and store them as plain Python values.
+
+    ``np.float32(0.1)`` becomes ``0.1`` and ``np.int64(1)`` becomes ``1``, so equal
+    settings have equal keys; booleans are refused as numbers, NaN and infinities
+    everywhere (:mod:`glitchlib._validation`).
+    """
+    v = _validation
+    values = {
+        "ratio": v.as_ratio(s.ratio, "ratio"),
+        "seed": v.as_seed(s.seed, "seed"),
+        "n_train": v.as_int(s.n_train, "n_train", low=2, optional=True),
+        "n_test": v.as_int(s.n_test, "n_test", low=1, optional=True),
+        "subset": v.as_real(s.subset, "subset", low=0.0, high=1.0, low_open=True),
+        "n_contaminated": v.as_int(s.n_contaminated, "n_contaminated", low=1, optional=True),
+        "lr": v.as_positive(s.lr, "lr", optional=True),
+        "batch_size": v.as_int(s.batch_size, "batch_size", low=1, optional=True),
+        "epochs": v.as_int(s.epochs, "epochs", low=1, optional=True),
+        "pretrained": v.as_bool(s.pretrained, "pretrained"),
+        "projection_dim": v.as_int(s.projection_dim, "projection_dim", low=1, optional=True),
+        "data_root": v.as_text(s.data_root, "data_root", optional=True),
+        "weights": v.as_text(s.weights, "weights", optional=True),
+    }
+    for name, value in values.items():
+        object.__setattr__(s, name, value)
+
+
 def _validate(s: ExperimentSettings) -> None:
+    _normalize(s)
     _choice("dataset", s.dataset, DATASETS)
     _choice("glitch", s.glitch, GLITCH_KINDS)
     if not isinstance(s.model, str) or not (

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from glitchlib import _validation
 from glitchlib.signals import (
     SIGNALS,
     ClassSums,
@@ -136,6 +137,7 @@ def compute_signals_from_matrices(I, SI, I_cf, I_b, y_train, y_test, n_classes: 
     start = perf_counter()
     c = resolve_n_classes(y_train, y_test, n_classes)
     n_train, n_test = len(_numpy(y_train)), len(_numpy(y_test))
+    I, I_cf, I_b = (_validation.matrix_to_array(m, name) for m, name in ((I, "I"), (I_cf, "I_cf"), (I_b, "I_b")))
     for name, matrix in (("I", I), ("I_cf", I_cf), ("I_b", I_b)):
         if tuple(matrix.shape) != (n_train, n_test):
             raise ValueError(
@@ -191,6 +193,8 @@ def compute_signals(
         and the timings of the three stages.
     """
     c = resolve_n_classes(y_train, y_test, n_classes)
+    keep_matrices = _validation.as_bool(keep_matrices, "keep_matrices")
+    progress = _validation.as_bool(progress, "progress")
     n_train, n_test = len(_numpy(y_train)), len(_numpy(y_test))
     timings = {"influence": 0.0, "counterfactuals": 0.0, "signals": 0.0}
     kept: dict[str, np.ndarray] = {}

@@ -62,6 +62,7 @@ from ._pipeline import (
     _train_dict,
     outdated_stage,
 )
+from . import _validation, profiles
 from .config import ExperimentSettings
 from .profiles import profile_settings, runnable
 from .settings import resolve_training_settings
@@ -189,6 +190,11 @@ def run(
 ) -> RunResult:
     """Run one experiment end to end, or read it back if the store holds it.
 
+    Invalid settings raise ``ValueError``, and so do settings that cannot run on
+    this machine (:class:`glitchlib.profiles.NotRunnable`, whose ``reason`` is the
+    one :func:`glitchlib.profiles.runnable` gives), before anything is written to
+    the store.
+
     Parameters
     ----------
     settings : ExperimentSettings or dict
@@ -211,7 +217,8 @@ def run(
 
     Notes
     -----
-    The entry is locked while it runs, so two processes never compute the same
+    A complete entry is read back even when its lock cannot be taken (a
+    read-only store). The entry is locked while it runs, so two processes never compute the same
     entry at once (the second waits, then reads the result). A corrupt or
     incompatible entry (unreadable files, other settings, another format, a
     dataset that changed since the entry was started) is reported through
@@ -221,13 +228,23 @@ def run(
     that match their sha256). Temporary files and ``.trash-*`` folders left by a
     killed run of the entry are removed.
     """
+    progress = _validation.as_bool(progress, "progress")
     if isinstance(settings, dict):
         settings = ExperimentSettings.from_dict(settings)
     if not isinstance(settings, ExperimentSettings):
         raise ValueError(f"settings must be an ExperimentSettings or a dict, got {type(settings).__name__}")
     store = as_store(store)
     entry = store.entry(settings.key())
-    with entry.lock():
+    if not _looks_complete(settings, entry):
+        profiles.require_runnable(settings)  # before anything is written
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(entry.lock())
+        except OSError:  # a read-only store: a finished entry is still read back
+            finished = _read_finished(settings, store, entry)
+            if finished is None:
+                raise
+            return finished
         try:
             return _run_locked(settings, store, entry, progress)
         except IncompatibleEntry as exc:
@@ -350,6 +367,27 @@ def _git_commit() -> str | None:
 def _settings_document(settings: ExperimentSettings) -> dict[str, Any]:
     train = resolve_training_settings(settings)
     return {"settings": settings.to_dict(), "training": _train_dict(train)}
+
+
+def _looks_complete(settings: ExperimentSettings, entry: Entry) -> bool:
+    """Whether the entry holds a complete record of these settings (sizes checked, nothing written)."""
+    try:
+        entry.read_record(settings=settings.keyed_dict(), deep=False)
+    except (FileNotFoundError, NotADirectoryError, IncompatibleEntry, ValueError):
+        return False
+    return True
+
+
+def _read_finished(settings: ExperimentSettings, store: Store, entry: Entry) -> RunResult | None:
+    """The complete, intact entry of ``settings`` read back, or None (nothing is written)."""
+    try:
+        record = entry.read_record(settings=settings.keyed_dict(), deep=True)
+        training = _settings_document(settings)["training"]
+    except (FileNotFoundError, NotADirectoryError, IncompatibleEntry, ValueError):
+        return None
+    if record.get("training") != training:
+        return None
+    return _result_from_record(store, entry, record, computed=())
 
 
 def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progress: bool) -> RunResult:

@@ -160,8 +160,10 @@ def compute_features(
         raise ValueError("model has no .prefix; pass a GlitchModel from glitchlib.models.create.")
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         raise ValueError("x must be a tensor of images (N, C, H, W).")
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}: need a positive integer.")
+    from ._validation import as_bool, as_int
+
+    batch_size = as_int(batch_size, "batch_size", low=1)
+    progress = as_bool(progress, "progress")
     device = torch.device("cpu") if device is None else torch.device(device)
     if isinstance(model.prefix, nn.Identity):
         return x.detach().cpu().float()

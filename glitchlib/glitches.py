@@ -23,13 +23,13 @@ returned array are the original samples in their original order.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .data.transforms import match_image_shape
+from . import _validation
 
 __all__ = [
     "GLITCH_KINDS", "CLEAN", "MISLABELED", "ANOMALY", "GlitchSet", "glitch_count",
@@ -98,30 +98,16 @@ def glitch_count(ratio: float, n: int) -> int:
 
 
 def _check_ratio(ratio) -> float:
-    if (isinstance(ratio, bool) or not isinstance(ratio, numbers.Real)
-            or not 0 < ratio <= MAX_RATIO):
-        raise ValueError(f"ratio must lie in (0, {MAX_RATIO}], got {ratio!r}")
-    return float(ratio)
+    return _validation.as_ratio(ratio, "ratio", high=MAX_RATIO)
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    return _validation.as_seed(seed, "seed")
 
 
 def _labels(y, arg: str) -> np.ndarray:
     """``y`` as a 1-D non-empty int64 array of non-negative labels."""
-    if isinstance(y, torch.Tensor):
-        y = y.detach().cpu().numpy()
-    y = np.asarray(y)
-    if y.ndim != 1 or y.size == 0:
-        raise ValueError(f"{arg} must be a non-empty 1-D array of labels, got shape {y.shape}")
-    if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{arg} must hold integer labels, got dtype {y.dtype}")
-    if y.min() < 0:
-        raise ValueError(f"{arg} holds a negative label ({y.min()})")
-    return y.astype(np.int64)
+    return _validation.labels_to_array(y, arg)
 
 
 def _n_classes(y: np.ndarray, n_classes) -> int:
@@ -130,12 +116,10 @@ def _n_classes(y: np.ndarray, n_classes) -> int:
         if n_classes < 2:
             raise ValueError("y holds a single class; pass n_classes (at least 2)")
         return n_classes
-    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) \
-            or n_classes < 2:
-        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    n_classes = _validation.as_int(n_classes, "n_classes", low=2)
     if y.max() >= n_classes:
         raise ValueError(f"y holds label {y.max()}, outside [0, n_classes={n_classes})")
-    return int(n_classes)
+    return n_classes
 
 
 def _check_length(x, n: int, arg: str, against: str) -> None:
@@ -147,8 +131,8 @@ def _check_length(x, n: int, arg: str, against: str) -> None:
 
 def _nonzero(count: int, ratio: float, n: int) -> int:
     if count == 0:
-        raise ValueError(f"ratio={ratio} of {n} samples selects no sample; "
-                         "raise ratio or use more samples")
+        raise ValueError(f"ratio={ratio:g} selects no sample: floor(ratio * n) = 0 for n = {n} samples; "
+                         f"raise ratio to at least {1 / n:.3g} or use more samples (n_train)")
     return count
 
 
@@ -227,11 +211,10 @@ def class_based_noise(y, ratio: float, seed: int, n_classes: int | None = None,
     ratio, seed = _check_ratio(ratio), _check_seed(seed)
     n_classes = _n_classes(y_true, n_classes)
     present = np.unique(y_true)
-    if n_contaminated is not None and (
-            isinstance(n_contaminated, bool) or not isinstance(n_contaminated, numbers.Integral)
-            or not 1 <= n_contaminated <= len(present)):
-        raise ValueError(f"n_contaminated must be None or an integer in [1, {len(present)}] "
-                         f"(the classes present in y), got {n_contaminated!r}")
+    n_contaminated = _validation.as_int(n_contaminated, "n_contaminated", low=1, optional=True)
+    if n_contaminated is not None and n_contaminated > len(present):
+        raise ValueError(f"n_contaminated={n_contaminated}: need None or an integer in [1, {len(present)}] "
+                         "(the classes present in y)")
     rng = np.random.default_rng(seed)
     targets = (np.arange(n_classes) + rng.integers(1, n_classes, size=n_classes)) % n_classes
     if n_contaminated is None:
@@ -246,7 +229,13 @@ def class_based_noise(y, ratio: float, seed: int, n_classes: int | None = None,
         y_new[picked] = targets[c]
         chosen.append(picked)
     chosen = np.concatenate(chosen)
-    _nonzero(len(chosen), ratio, int(sum((y_true == c).sum() for c in contaminated)))
+    if len(chosen) == 0:
+        largest = int(max((y_true == c).sum() for c in contaminated))
+        raise ValueError(
+            f"ratio={ratio:g} selects no sample: class-based noise mislabels floor(ratio * n_c) samples "
+            f"of each contaminated class c, and the largest has n_c = {largest} "
+            f"(floor({ratio:g} * {largest}) = 0); raise ratio to at least {1 / largest:.3g} "
+            "or use more samples per class (n_train)")
     mapping = {int(c): int(targets[c]) for c in contaminated}
     return _label_noise(y_new, y_true, chosen, "class-based", mapping)
 
@@ -384,8 +373,7 @@ def inject(kind: str, y, ratio: float, seed: int, *, x=None, x_ood=None, y_ood=N
     ``x``, ``x_ood`` and ``y_ood`` are required for ``"anomalies"`` and ``"mixed"``;
     ``n_contaminated`` only applies to ``"class-based"``.
     """
-    if kind not in GLITCH_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(GLITCH_KINDS)}; got {kind!r}")
+    _validation.as_choice(kind, "kind", GLITCH_KINDS)
     if n_contaminated is not None and kind != "class-based":
         raise ValueError(f"n_contaminated only applies to kind='class-based', not {kind!r}")
     if kind == "uniform":

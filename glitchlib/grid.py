@@ -199,8 +199,9 @@ def run_grid(
     computed = [key for key, error, fresh in results if not error and fresh]
     done += [key for key, error, fresh in results if not error and not fresh]
     failed = [(key, error) for key, error, _ in results if error]
-    for key, error in failed:
-        log.error("run %s failed:\n%s", key, error)
+    for key, error in failed:  # one line each; the traceback with -v (INFO)
+        log.error("run %s failed: %s", key, error.strip().splitlines()[-1])
+        log.info("traceback of %s:\n%s", key, error)
     return GridOutcome(computed=computed, already_done=done, not_runnable=skipped, failed=failed)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
+from glitchlib import _validation
 
 __all__ = [
     "suspicion_order",
@@ -30,65 +31,25 @@ __all__ = [
 ]
 
 
-def _to_numpy(x):
-    """Return ``x`` as a NumPy array, sharing memory with a CPU tensor."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor without importing torch
-        x = x.detach().cpu()
-        if str(x.dtype) == "torch.bfloat16":
-            x = x.float()
-        return x.numpy()
-    return np.asarray(x)
+_to_numpy = _validation.to_numpy
 
 
 def _scores(scores, name: str = "scores") -> np.ndarray:
     """Validate a score vector: 1-D, non-empty, real, finite; returns float64."""
-    a = _to_numpy(scores)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one score per training sample), got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty; pass one score per training sample")
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}")
-    a = a.astype(np.float64, copy=False)
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinite values; signals must be finite")
-    return a
+    return _validation.scores_to_array(scores, name)
 
 
 def _mask(mask, n: int, name: str = "mask") -> np.ndarray:
     """Validate a boolean mask of length ``n`` (0/1 integers are accepted)."""
-    a = _to_numpy(mask)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
-    if a.shape[0] != n:
-        raise ValueError(f"{name} has length {a.shape[0]} but there are {n} samples")
-    if a.dtype.kind == "b":
-        return a
-    if a.dtype.kind in "iu" and np.isin(a, (0, 1)).all():
-        return a.astype(bool)
-    raise ValueError(f"{name} must be a boolean mask (True = glitch), got dtype {a.dtype}")
+    return _validation.mask_to_array(mask, n, name)
 
 
 def _labels(y, name: str, n: int | None = None) -> np.ndarray:
-    a = _to_numpy(y)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D integer labels, got shape {a.shape}")
-    if a.dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integer labels, got dtype {a.dtype}")
-    if n is not None and a.shape[0] != n:
-        raise ValueError(f"{name} has length {a.shape[0]} but there are {n} samples")
-    return a.astype(np.int64, copy=False)
+    return _validation.labels_to_array(y, name, length=n, allow_empty=True)
 
 
 def _kinds(kind, name: str, n: int | None = None) -> np.ndarray:
-    a = _to_numpy(kind)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of glitch kinds, got shape {a.shape}")
-    if a.dtype.kind not in "UO":
-        raise ValueError(f"{name} must hold strings such as 'mislabeled', got dtype {a.dtype}")
-    if n is not None and a.shape[0] != n:
-        raise ValueError(f"{name} has length {a.shape[0]} but there are {n} samples")
-    return a.astype(str)
+    return _validation.strings_to_array(kind, name, length=n, example="mislabeled")
 
 
 def suspicion_order(scores) -> np.ndarray:
@@ -136,11 +97,8 @@ def rank(scores) -> np.ndarray:
 
 
 def _check_k(k, n: int, name: str = "k") -> int:
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {k!r}")
-    if not 1 <= k <= n:
-        raise ValueError(f"{name} must be between 1 and the number of samples ({n}), got {k}")
-    return int(k)
+    """``k`` by value: an integer between 1 and the number of samples ``n``."""
+    return _validation.as_int(k, name, low=1, high=n)
 
 
 def top_k(scores, k: int) -> np.ndarray:

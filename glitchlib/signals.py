@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glitchlib import _validation
 from glitchlib.metrics import rank
 
 __all__ = [
@@ -80,59 +81,16 @@ PCID_ZERO_DENOMINATOR_SCORE = float(1.0 / _PCID_MIN_DENOMINATOR)
 
 
 def _matrix(I, name: str) -> np.ndarray:
-    """Return an influence matrix as a float32/float64 NumPy array (no copy if possible)."""
-    if hasattr(I, "detach") and hasattr(I, "cpu"):  # torch.Tensor
-        t = I.detach().cpu()
-        if str(t.dtype) not in ("torch.float32", "torch.float64"):
-            if t.is_complex():
-                raise ValueError(f"{name} must be real, got dtype {t.dtype}")
-            t = t.double()
-        a = t.numpy()
-    else:
-        a = np.asarray(I)
-        if a.dtype not in (np.float32, np.float64):
-            if a.dtype.kind not in "biuf":
-                raise ValueError(f"{name} must be a real matrix, got dtype {a.dtype}")
-            a = a.astype(np.float64)
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D matrix (n_train x n_test), got shape {a.shape}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {a.shape}); it needs at least one training and one validation sample")
-    return a
+    """An influence matrix as a float32/float64 NumPy array (no copy if possible)."""
+    return _validation.matrix_to_array(I, name)
 
 
 def _vector(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach") and hasattr(x, "cpu"):
-        t = x.detach().cpu()
-        x = (t.double() if str(t.dtype) not in ("torch.float32", "torch.float64") else t).numpy()
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per training sample), got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty; pass one value per training sample")
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}")
-    a = a.astype(np.float64)
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return a
+    return _validation.scores_to_array(x, name)
 
 
 def _labels(y, name: str, length: int | None = None, what: str = "") -> np.ndarray:
-    if hasattr(y, "detach") and hasattr(y, "cpu"):
-        y = y.detach().cpu().numpy()
-    a = np.asarray(y)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of integer labels, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} is empty; pass one label per sample")
-    if a.dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integer class labels, got dtype {a.dtype}")
-    if length is not None and a.shape[0] != length:
-        raise ValueError(f"{name} has {a.shape[0]} labels but {what} has {length}; they must match")
-    if a.min() < 0:
-        raise ValueError(f"{name} contains the negative label {int(a.min())}; labels must be in 0 .. n_classes-1")
-    return a.astype(np.int64, copy=False)
+    return _validation.labels_to_array(y, name, length=length, what=what)
 
 
 def _resolve_n_classes(n_classes, labelled: dict[str, np.ndarray]) -> int:
@@ -140,8 +98,7 @@ def _resolve_n_classes(n_classes, labelled: dict[str, np.ndarray]) -> int:
     largest = max(int(y.max()) for y in labelled.values())
     if n_classes is None:
         return largest + 1
-    if isinstance(n_classes, (bool, np.bool_)) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer or None, got {n_classes!r}")
+    n_classes = _validation.as_int(n_classes, "n_classes", low=1)
     for name, y in labelled.items():
         if int(y.max()) >= n_classes:
             raise ValueError(

@@ -568,14 +568,26 @@ class Store:
     Parameters
     ----------
     root : str or Path
-        Root directory, ``results/`` by default.
+        Root directory, ``results/`` by default. It need not exist yet.
+
+    Raises
+    ------
+    ValueError
+        ``root`` is not a path, or is (or lies under) a file.
 
     The tidy loaders (``load_*``) read complete entries only; a corrupt entry is
     reported with a warning and left out.
     """
 
     def __init__(self, root: str | os.PathLike = "results"):
-        self.root = Path(root)
+        from ._validation import ArgumentError, as_text
+
+        self.root = Path(as_text(root, "root"))
+        existing = next((p for p in (self.root, *self.root.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            where = "is a file" if existing == self.root else f"lies under the file {str(existing)!r}"
+            raise ArgumentError("root", str(root), f"{where}, not a directory; pass a directory for the "
+                                                   "results store (it is created on first write)")
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"

@@ -24,6 +24,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import pandas as pd
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import _validation
 from .features import _atomic_save, tensor_sha256
 
 __all__ = ["Checkpoint", "TrainResult", "fit", "evaluate_accuracy", "load_checkpoints"]
@@ -76,9 +78,20 @@ class TrainResult(NamedTuple):
 
 
 def _settings_dict(settings) -> dict[str, object]:
-    if hasattr(settings, "to_dict"):
-        return {k: settings.to_dict()[k] for k in ("lr", "batch_size", "epochs")}
-    return {"lr": settings.lr, "batch_size": settings.batch_size, "epochs": settings.epochs}
+    """``lr``, ``batch_size`` and ``epochs`` of a ``TrainSettings``, a mapping or any object, checked by value."""
+    if isinstance(settings, Mapping):
+        values = dict(settings)
+    elif hasattr(settings, "to_dict"):
+        values = settings.to_dict()
+    else:
+        values = {k: getattr(settings, k) for k in ("lr", "batch_size", "epochs") if hasattr(settings, k)}
+    missing = [k for k in ("lr", "batch_size", "epochs") if k not in values]
+    if missing:
+        raise ValueError(f"settings lacks {', '.join(missing)}; pass a TrainSettings(lr=..., batch_size=..., "
+                         "epochs=...) or a mapping with these keys")
+    return {"lr": _validation.as_positive(values["lr"], "lr"),
+            "batch_size": _validation.as_int(values["batch_size"], "batch_size", low=1),
+            "epochs": _validation.as_int(values["epochs"], "epochs", low=1)}
 
 
 def _state_sha(module: nn.Module) -> str:
@@ -125,6 +138,11 @@ def load_checkpoints(checkpoint_dir: str | os.PathLike) -> list[Checkpoint]:
 
 
 def _check_inputs(x_train, y_train, x_val, y_val) -> None:
+    for name, x in (("x_train", x_train), ("x_val", x_val)):
+        if x is not None and not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name} must be a torch tensor, got {type(x).__name__}")
+        if x is not None and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or infinite values; pass finite inputs")
     if len(x_train) != len(y_train) or len(x_train) == 0:
         raise ValueError(f"x_train ({len(x_train)}) and y_train ({len(y_train)}) need the same, "
                          "non-zero length.")
@@ -162,8 +180,9 @@ def fit(
         int64 ``(n_train,)`` labels as given (possibly noisy).
     x_val, y_val : torch.Tensor or None
         Clean validation set for ``val_acc``.
-    settings : TrainSettings
-        ``lr``, ``batch_size``, ``epochs``.  SGD has no momentum and no weight
+    settings : TrainSettings or mapping
+        ``lr`` (a finite number > 0), ``batch_size`` and ``epochs`` (integers >= 1),
+        any numeric type, checked by value.  SGD has no momentum and no weight
         decay; the learning rate is constant and stored in every checkpoint.
     seed : int
         Seeds the batch order (a ``torch.Generator``; a new permutation each epoch;
@@ -191,13 +210,14 @@ def fit(
     Raises
     ------
     ValueError
-        Inconsistent inputs, bad settings, or a ``checkpoint_dir`` holding a run
+        Inconsistent inputs, bad settings (NaN or infinite ``lr`` included; the
+        message names the field), a bad ``seed``, or a ``checkpoint_dir`` holding a run
         with other inputs, settings, seed or initial weights.
     """
     _check_inputs(x_train, y_train, x_val, y_val)
     config = _settings_dict(settings)
-    if config["lr"] <= 0 or config["batch_size"] < 1 or config["epochs"] < 1:
-        raise ValueError(f"settings {config}: need lr > 0, batch_size >= 1, epochs >= 1.")
+    seed = _validation.as_seed(seed)
+    progress = _validation.as_bool(progress, "progress")
     device = torch.device("cpu") if device is None else torch.device(device)
     model = copy.deepcopy(suffix).to(device)
     fingerprint = {

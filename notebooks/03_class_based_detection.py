@@ -113,6 +113,14 @@ report.claim_table(metrics, "cnci", "f1")
 report.metric_table(metrics, "f1")
 
 # %% [markdown]
+# † NIL, #SLIP and #SLIN are uninformative for a linear head on non-negative
+# features, such as EfficientNet-Lite0's: every same-class influence is then
+# $\ge 0$ (proof: {ref}`same-class-sign`), so NIL and #SLIN are 0,
+# #SLIP is the class's validation count, and their F1 only reflects
+# tie-breaking. They are informative where the influence layers include
+# convolutions.
+
+# %% [markdown]
 # F1 depends on the choice of $k$. Average precision (AP) scores the whole
 # ranking instead; a random ranking has AP equal to the glitch ratio (0.1).
 

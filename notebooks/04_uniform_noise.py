@@ -101,6 +101,14 @@ report.claim_table(metrics, "cnci", "f1")
 report.metric_table(metrics, "f1")
 
 # %% [markdown]
+# † NIL, #SLIP and #SLIN are uninformative for a linear head on non-negative
+# features, such as EfficientNet-Lite0's: every same-class influence is then
+# $\ge 0$ (proof: {ref}`same-class-sign`), so NIL and #SLIN are 0,
+# #SLIP is the class's validation count, and their F1 only reflects
+# tie-breaking. They are informative where the influence layers include
+# convolutions.
+
+# %% [markdown]
 # Average precision (0.1 for a random ranking):
 
 # %%

@@ -47,7 +47,7 @@ store = g.store.Store(results_dir)
 # The gallery needs one run of each glitch kind; missing ones are computed now.
 
 # %%
-needed = [s for s in settings if s.seed == example_seed] or settings[:1]
+needed = report.with_seed(settings, example_seed)
 status = report.ensure_results(needed, store, compute=compute_missing)
 report.status_summary(status)
 

@@ -14,7 +14,12 @@
 3. The executed notebooks are checked for Python warnings (a warning fails the
    build, like a Sphinx warning does).
 4. ``jupyter-book build . --path-output book --warningiserror --keep-going --all``
-   renders ``book/_build/html``; the book never executes code itself.
+   renders ``book/_build/html``; the book never executes code itself. MathJax
+   3.2.2 (the PyPI package ``django-static-mathjax``, installed by ``make setup``)
+   is copied to ``book/_static/mathjax`` first and served with the book, so the
+   formulas render without network. The cell papermill injects under each
+   ``parameters`` cell is tagged ``remove-cell``: hidden in the HTML, kept in the
+   downloadable notebook.
 
 Exits non-zero when any step fails and says which.
 """
@@ -101,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             return _fail("chapters of _toc.yml not executed yet: " + ", ".join(missing)
                          + " (run without --skip-execute / --notebooks)")
         start = time.perf_counter()
+        _step(f"MathJax: {_relative(install_mathjax())}")
         _step("HTML: jupyter-book build (warnings are errors)")
         command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(ROOT),
                    "--path-output", str(OUTPUT), "--warningiserror", "--keep-going", "--all", "--quiet"]
@@ -149,7 +155,56 @@ def _execute(source: Path, target: Path, params: dict, kernel: str, timeout: int
         except papermill.PapermillExecutionError as exc:
             return f"{source.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n" \
                    f"  the executed notebook with the traceback: {_relative(target)}"
+    hide_injected_parameters(target)
     return None
+
+
+#: Tag papermill gives the cell it injects, and the tag myst-nb leaves out of the HTML.
+INJECTED_TAG, HIDDEN_TAG = "injected-parameters", "remove-cell"
+#: Where the book's MathJax is copied (git-ignored); ``_config.yml`` serves it from ``_static``.
+MATHJAX_DIR = ROOT / "book" / "_static" / "mathjax"
+MATHJAX_PACKAGE = "django-static-mathjax==3.2.2.1"
+
+
+def hide_injected_parameters(path: Path) -> int:
+    """Tag papermill's injected-parameters cells ``remove-cell`` (hidden in the HTML); returns how many."""
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    count = 0
+    for cell in notebook.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if INJECTED_TAG in tags and HIDDEN_TAG not in tags:
+            tags.append(HIDDEN_TAG)
+            count += 1
+    if count:
+        path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return count
+
+
+def mathjax_source() -> Path:
+    """The ``es5`` folder of the installed MathJax 3 (PyPI ``django-static-mathjax``)."""
+    try:
+        import mathjax
+    except ImportError:
+        raise SystemExit(f"MathJax is not installed: pip install '{MATHJAX_PACKAGE}' (make setup does); "
+                         "the book serves it so that formulas render offline") from None
+    source = Path(mathjax.__file__).resolve().parent / "static" / "mathjax" / "es5"
+    if not (source / "tex-chtml.js").is_file():
+        raise SystemExit(f"{source} lacks tex-chtml.js; reinstall '{MATHJAX_PACKAGE}'")
+    return source
+
+
+def install_mathjax(target: Path = MATHJAX_DIR) -> Path:
+    """Copy MathJax's ``es5`` folder to ``target`` (unless it is there already); returns ``target``."""
+    import shutil
+
+    source = mathjax_source()
+    stamp = target / ".source"
+    if stamp.is_file() and stamp.read_text(encoding="utf-8") == str(source):
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    stamp.write_text(str(source), encoding="utf-8")
+    return target
 
 
 def _warnings_in(path: Path) -> list[str]:

@@ -82,3 +82,70 @@ def test_browser_check_passes_a_good_book_and_fails_a_broken_one(tmp_path):
     (html / "notebooks" / "_executed" / "a.html").write_text(
         page.format("<pre>Traceback (most recent call last):</pre>"))
     assert check_book.main(["--html", str(html), "--toc", str(toc), "--screenshots", str(shots)]) == 1
+
+
+# ------------------------------------------------------------------ the offline book
+def test_math_check_fails_on_tex_source_and_passes_rendered_math():
+    raw = '<main><h1>T</h1><p><span class="math notranslate nohighlight">\\(I[i, j]\\)</span></p></main>'
+    problems = check_book.math_problems(raw)
+    assert any("MathJax did not load" in p for p in problems) and any("TeX source" in p for p in problems)
+    display = '<main><div class="math notranslate nohighlight">$$x$$</div><mjx-container>x</mjx-container></main>'
+    assert any("TeX source" in p for p in check_book.math_problems(display))
+    rendered = '<main><span class="math notranslate nohighlight"><mjx-container class="MathJax">' \
+               '<mjx-math>I</mjx-math></mjx-container></span></main>'
+    assert check_book.math_problems(rendered) == []
+    code = '<main><pre>print("\\\\(")</pre><p>no formula</p></main>'
+    assert check_book.math_problems(code) == []
+
+
+def test_the_book_serves_its_own_mathjax():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))["sphinx"]["config"]
+    assert not config["mathjax_path"].startswith(("http:", "https:", "//"))
+    assert "book/_static" in config["html_static_path"]
+    assert build_book.MATHJAX_DIR == ROOT / "book" / "_static" / config["mathjax_path"].split("/")[0]
+    assert "django-static-mathjax" in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_the_injected_parameters_cell_is_hidden_in_html_and_kept_in_the_notebook(tmp_path):
+    cells = [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x = 1", "outputs": [],
+              "execution_count": 1},
+             {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "x = 2",
+              "outputs": [], "execution_count": 2}]
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert build_book.hide_injected_parameters(path) == 1
+    saved = json.loads(path.read_text())["cells"]
+    assert saved[1]["source"] == "x = 2" and saved[1]["metadata"]["tags"] == ["injected-parameters", "remove-cell"]
+    assert saved[0]["metadata"]["tags"] == ["parameters"]
+    assert build_book.hide_injected_parameters(path) == 0
+
+
+def _mathjax_or_skip():
+    try:
+        return build_book.mathjax_source()
+    except SystemExit as exc:
+        pytest.skip(f"MathJax is not installed ({exc}); `make setup` installs it")
+
+
+@pytest.mark.skipif(not any(shutil.which(b) for b in check_book.BROWSERS), reason="needs Chromium")
+def test_formulas_render_offline_with_the_shipped_mathjax(tmp_path):
+    _mathjax_or_skip()
+    html = tmp_path / "html"
+    (html / "book").mkdir(parents=True)
+    build_book.install_mathjax(html / "_static" / "mathjax")
+    page = ('<html><head><script defer src="{src}"></script></head><body><main><h1>T</h1>'
+            '<p>Influence <span class="math notranslate nohighlight">\\(I[i, j] = \\sum_t \\eta_t\\)</span>.</p>'
+            '<div class="math notranslate nohighlight">\\[\\mathrm{SI}[i] = \\lVert g \\rVert^2\\]</div>'
+            '</main></body></html>')
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\n")
+    (html / "index.html").write_text(page.replace("{src}", "_static/mathjax/tex-chtml.js"))
+    (html / "book" / "intro.html").write_text(page.replace("{src}", "../_static/mathjax/tex-chtml.js"))
+    shots = tmp_path / "shots"
+    assert check_book.main(["--html", str(html), "--toc", str(toc), "--screenshots", str(shots)]) == 0
+    # the same page with MathJax from a CDN, as before: no network, so TeX source is shown
+    (html / "book" / "intro.html").write_text(
+        page.replace("{src}", "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"))
+    assert check_book.main(["--html", str(html), "--toc", str(toc), "--screenshots", str(shots)]) == 1

@@ -362,7 +362,7 @@ def test_random_projection_is_seeded_and_unbiased(conv_case):
 
 
 def test_gaussian_projector_validates_dim():
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match=r"projection_dim=0: need an integer >= 1"):
         GaussianProjector(0)
 
 

@@ -143,12 +143,69 @@ def test_provenance():
 def test_metric_table_and_plot():
     metrics = _metrics()
     table = report.metric_table(metrics, "f1")
-    assert list(table.columns) == ["SI", "MAI", "CNCI"]
-    assert table.iloc[0]["CNCI"] == "0.60 ± 0.00"
-    assert table.iloc[0]["SI"] == report.format_mean_std(0.3, 0.1)
+    assert list(table.index) == ["SI", "MAI", "CNCI"]  # signals as rows, so "0.60 ± 0.00" never wraps
+    assert list(table.columns) == ["Fashion-MNIST"]
+    assert table.loc["CNCI"].iloc[0] == "0.60 ± 0.00"
+    assert table.loc["SI"].iloc[0] == report.format_mean_std(0.3, 0.1)
     fig = report.plot_metric(metrics, "f1")
     assert len(fig.axes) == 1
     assert report.plot_metric(metrics.iloc[:0], "f1") is not None
+
+
+def test_metric_table_marks_same_class_sign_signals_on_head_only_models():
+    rows = []
+    for model, influence in (("efficientnet_lite0", "all"), ("resnet20", "all")):
+        for signal in ("si", "nil", "slin", "slip", "cnci"):
+            rows.append({"key": model, "dataset": "mnist", "model": model, "influence": influence,
+                         "glitch": "uniform", "seed": 0, "signal": signal, "f1": 0.1})
+    table = report.metric_table(pd.DataFrame(rows), "f1")
+    assert list(table.index) == ["SI", "NIL †", "#SLIP †", "#SLIN †", "CNCI"]
+    assert list(table.columns) == ["ResNet-20", "EfficientNet-Lite0"]
+    convolutional = report.metric_table(pd.DataFrame(rows[5:]), "f1")  # ResNet-20: conv influence layers
+    assert list(convolutional.index) == ["SI", "NIL", "#SLIP", "#SLIN", "CNCI"]
+    assert report.uninformative_signals("resnet20", "head") == ("nil", "slip", "slin")
+    assert report.uninformative_signals("vit_b_16", "all") == ()
+
+
+def test_same_class_influence_of_a_linear_head_on_non_negative_features_is_never_negative():
+    """The proof behind the mark, checked on TracIn matrices of a trained head (brute-force oracle inside TracIn's tests)."""
+    import torch
+
+    import glitchlib as g
+
+    torch.manual_seed(0)
+    features = torch.rand(120, 6)  # >= 0, as pooled ReLU features
+    labels = torch.randint(0, 3, (120,))
+    head = torch.nn.Linear(6, 3)
+    fit = g.train.fit(head, features, labels, None, None, {"lr": 0.5, "batch_size": 16, "epochs": 3}, progress=False)
+    matrix = g.influence.TracIn(head, fit.checkpoints, None, progress=False).train_test(
+        features, labels, features[:40], labels[:40]).numpy()
+    same = labels.numpy()[:, None] == labels.numpy()[None, :40]
+    assert (matrix[same] >= 0).all() and (matrix[~same] < 0).any()
+    y, y_test = labels.numpy(), labels.numpy()[:40]
+    assert (g.signals.nil(matrix, y, y_test) == 0).all() and (g.signals.slin(matrix, y, y_test) == 0).all()
+    assert (g.signals.slip(matrix, y, y_test) == np.bincount(y_test, minlength=3)[y]).all()
+    features_signed = (features - 0.5) * 4  # features that can be negative: a_i . a_j + 1 < 0 happens
+    signed = g.influence.TracIn(head, fit.checkpoints, None, progress=False).train_test(
+        features_signed, labels, features_signed[:40], labels[:40]).numpy()
+    assert (signed[same] < 0).any()
+
+
+def test_validation_figure_tick_labels_do_not_overlap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    runs = _runs()
+    runs = pd.concat([runs, runs.assign(glitch="anomalies", key=runs["key"] + "a"),
+                      runs.assign(glitch="mixed", key=runs["key"] + "m")], ignore_index=True)
+    fig = report.plot_validation(runs)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:2]:
+        boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+        assert len(boxes) == 4
+        for left, right in zip(boxes, boxes[1:]):
+            assert left.x1 < right.x0, "x tick labels overlap"
 
 
 def test_top_suspects_is_stable():

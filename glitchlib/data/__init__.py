@@ -91,16 +91,21 @@ def _check_name(name) -> str:
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+    from .._validation import as_seed
+
+    return as_seed(seed, "seed")
+
+
+def _check_flag(value, name: str) -> bool:
+    from .._validation import as_bool
+
+    return as_bool(value, name)
 
 
 def _check_subset(subset) -> float:
-    if (isinstance(subset, bool) or not isinstance(subset, numbers.Real)
-            or not 0 < subset <= 1):
-        raise ValueError(f"subset must lie in (0, 1], got {subset!r}")
-    return float(subset)
+    from .._validation import as_real
+
+    return as_real(subset, "subset", low=0.0, high=1.0, low_open=True)
 
 
 def _root_path(root) -> Path:
@@ -190,6 +195,7 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
         ``download=True`` failed (e.g. no internet); the message says where to put
         the files by hand. For tables the host is probed first (at most 5 s).
     """
+    download = _check_flag(download, "download")
     name = _check_name(name)
     if name in TABULAR_DATASETS:
         return _load_table(name, seed, root, download)
@@ -256,6 +262,7 @@ def load_ood(name: str, seed: int = 0, root=None, download: bool = False) -> OOD
         (900 per class), for MNIST the embedded digits outside its validation subset
         (at least 763 per class).
     """
+    download = _check_flag(download, "download")
     name = _check_name(name)
     _check_seed(seed)
     if name in TABULAR_DATASETS:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
@@ -64,9 +63,10 @@ def stratified_indices(labels, fraction: float, seed: int) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.size == 0:
         raise ValueError("labels must be a non-empty 1-D array")
-    if (isinstance(fraction, bool) or not isinstance(fraction, numbers.Real)
-            or not 0 < fraction <= 1):
-        raise ValueError(f"fraction must lie in (0, 1], got {fraction!r}")
+    from .._validation import as_real, as_seed
+
+    fraction = as_real(fraction, "fraction", low=0.0, high=1.0, low_open=True)
+    seed = as_seed(seed)
     classes, counts = np.unique(labels, return_counts=True)
     total = math.floor(fraction * labels.size + 0.5)
     quotas = class_quotas(counts, total)

@@ -25,8 +25,13 @@ How, by layer (decided by :func:`make_plan` from one probing forward pass):
   per-sample gradients are ``x_{i,f} d_{i,f}`` for ``W_f`` and ``d_{i,f}`` for
   ``b_f``.
 * **generic**: anything else (a module whose parameters are used without calling
-  the module, e.g. through ``F.linear(x, module.weight)``): :func:`flat_gradients`
-  with ``torch.func`` (``vmap`` of ``grad`` over ``functional_call``).
+  the module, e.g. through ``F.linear(x, module.weight)``, and a module whose
+  weight is tied to another parameter, ``b.weight = a.weight``, whose gradient
+  is the sum over all of its uses): :func:`flat_gradients` with ``torch.func``
+  (``vmap`` of ``grad`` over ``functional_call``, which ties shared parameters).
+
+A model with several inputs gets them as a tuple of tensors sharing their first
+(sample) dimension, and is called as ``model(*x)``.
 
 Closed form and hooked layers need one batched forward and backward pass in
 total. This is exact because, in eval mode, sample ``i``'s loss depends on sample
@@ -45,6 +50,21 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from .layers import InfluenceLayer
+
+
+def as_args(x) -> tuple:
+    """The positional inputs of the model: ``x`` itself, or the tensors of a tuple ``x``."""
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def n_samples(x) -> int:
+    """Samples in ``x`` (a tensor, or a tuple of tensors sharing their first dimension)."""
+    return as_args(x)[0].shape[0]
+
+
+def take(x, start: int, stop: int):
+    """Samples ``start:stop`` of ``x`` (each tensor of a tuple sliced alike)."""
+    return tuple(t[start:stop] for t in x) if isinstance(x, (tuple, list)) else x[start:stop]
 
 
 def per_sample_loss(logits: Tensor, y: Tensor) -> Tensor:
@@ -110,16 +130,18 @@ class Plan:
 
     @property
     def flat_parameters(self) -> list[str]:
-        """Parameters with materialised gradients, in block order (hooked, then generic)."""
-        return [p for layer in self.hooked + self.generic for p in layer.parameter_names]
+        """Parameters with materialised gradients, in block order (hooked, then generic), each once."""
+        hooked = [p for layer in self.hooked for p in layer.parameter_names]
+        return hooked + self.generic_parameters
 
     @property
     def generic_parameters(self) -> list[str]:
-        return [p for layer in self.generic for p in layer.parameter_names]
+        """Parameters of the generic layers, each once (tied layers share names)."""
+        return list(dict.fromkeys(p for layer in self.generic for p in layer.parameter_names))
 
 
-def _forward(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
-    out = functional_call(model, dict(params), (x,))
+def _forward(model: nn.Module, params: Mapping[str, Tensor], x) -> Tensor:
+    out = functional_call(model, dict(params), as_args(x))
     if not isinstance(out, Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"model must return logits of shape (n, n_classes); it returned {shape}")
@@ -145,7 +167,9 @@ def make_plan(
     closed, hooked, generic = [], [], []
     for layer in layers:
         dims = calls[id(layer.module)]  # input dimensions, one per call
-        if layer.is_linear and dims == [2]:
+        if layer.tied:  # a shared parameter: its full gradient sums every use
+            generic.append(layer)
+        elif layer.is_linear and dims == [2]:
             closed.append(layer)
         elif layer.is_tokenizer and dims and all(d == 2 for d in dims):
             hooked.append(layer)
@@ -260,7 +284,7 @@ def batched_gradients(
     layers = list(closed_form) + list(hooked)
     if not layers:
         return [], []
-    n = x.shape[0]
+    n = n_samples(x)
     records: dict[int, list[tuple[Tensor, Tensor]]] = {id(layer.module): [] for layer in layers}
 
     def capture(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
@@ -352,18 +376,18 @@ def flat_gradients(
     names = list(parameter_names)
     diff = {k: params[k] for k in names}
     rest = {k: v for k, v in params.items() if k not in diff}
-    n = x.shape[0]
+    n = n_samples(x)
     if out is None:
         out = [params[k].new_empty((n, params[k].numel())) for k in names]
 
-    def loss_one(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
-        logits = functional_call(model, (rest, p), (xi.unsqueeze(0),))
+    def loss_one(p: dict[str, Tensor], xi, yi: Tensor) -> Tensor:
+        logits = functional_call(model, (rest, p), tuple(t.unsqueeze(0) for t in as_args(xi)))
         return per_sample_loss(logits, yi.unsqueeze(0)).sum()
 
     per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
     for start in range(0, n, vmap_chunk):
         stop = min(start + vmap_chunk, n)
-        grads = per_sample(diff, x[start:stop], y[start:stop])
+        grads = per_sample(diff, take(x, start, stop), y[start:stop])
         for k, block in zip(names, out):
             block[start:stop].copy_(grads[k].reshape(stop - start, -1))
     return list(out)

@@ -16,6 +16,7 @@ and then differentiates nothing of it; here a container stands for its leaves.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,12 +45,18 @@ class InfluenceLayer:
     module : nn.Module
         The module (inside the engine's private copy of the model).
     parameter_names : tuple of str
-        Full names of the differentiated parameters, e.g. ``("fc.weight", "fc.bias")``.
+        Full names of the differentiated parameters, e.g. ``("fc.weight", "fc.bias")``;
+        a parameter shared by several modules (tied weights) is named by its first
+        name in ``model.named_parameters()``.
+    tied : bool
+        Whether a parameter of the module is shared with another module (its
+        gradient is then the sum over every use).
     """
 
     name: str
     module: nn.Module
     parameter_names: tuple[str, ...]
+    tied: bool = False
 
     @property
     def is_linear(self) -> bool:
@@ -62,6 +69,20 @@ class InfluenceLayer:
     @property
     def has_bias(self) -> bool:
         return any(p.endswith("bias") for p in self.parameter_names)
+
+
+def parameter_aliases(model: nn.Module) -> dict[str, str]:
+    """Every parameter and buffer name of ``model`` -> the canonical name of its tensor.
+
+    The canonical name is the one ``named_parameters()``/``named_buffers()`` report
+    (the first); a tied parameter (``b.weight = a.weight``) has several names.
+    """
+    aliases: dict[str, str] = {}
+    for named in (model.named_parameters, model.named_buffers):
+        first: dict[int, str] = {}
+        for name, tensor in named(remove_duplicate=False):
+            aliases[name] = first.setdefault(id(tensor), name)
+    return aliases
 
 
 def influence_module_names(model: nn.Module) -> list[str]:
@@ -113,6 +134,9 @@ def resolve_layers(
         raise ValueError(f"layers is empty; name at least one module, e.g. one of: {shown}")
 
     modules = dict(model.named_modules())
+    aliases = parameter_aliases(model)
+    counts = Counter(aliases.values())
+    shared = {c for c, k in counts.items() if k > 1}
     chosen: list[InfluenceLayer] = []
     seen: set[int] = set()
     for name in layers:
@@ -138,5 +162,6 @@ def resolve_layers(
             params = [_join(full, "weight")]
             if bias and getattr(mod, "bias", None) is not None:
                 params.append(_join(full, "bias"))
-            chosen.append(InfluenceLayer(full, mod, tuple(params)))
+            params = [aliases.get(p, p) for p in params]
+            chosen.append(InfluenceLayer(full, mod, tuple(params), tied=any(p in shared for p in params)))
     return chosen

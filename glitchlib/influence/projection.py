@@ -63,12 +63,12 @@ class GaussianProjector:
     """
 
     def __init__(self, dim: int, seed: int = 0, *, block: int = 8192, cache_bytes: int = 2**30):
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"projection dim must be a positive integer, got {dim!r}")
-        self.dim = dim
-        self.seed = int(seed)
-        self.block = int(block)
-        self.cache_bytes = int(cache_bytes)
+        from .._validation import as_int, as_seed
+
+        self.dim = as_int(dim, "projection_dim", low=1)
+        self.seed = as_seed(seed)
+        self.block = as_int(block, "block", low=1)
+        self.cache_bytes = as_int(cache_bytes, "cache_bytes", low=0)
         self._cache: dict[tuple, Tensor] = {}
         self._cached = 0
 

@@ -21,17 +21,18 @@ of the other influence layers) and ``dims = f + p``.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .gradients import Factors, Plan, batched_gradients, flat_gradients, make_plan
+from .. import _validation
+from .gradients import Factors, Plan, as_args, batched_gradients, flat_gradients, make_plan, n_samples, take
 from .kernels import Workspace, accumulate_cross, self_scores
-from .layers import InfluenceLayer, resolve_layers
+from .layers import InfluenceLayer, parameter_aliases, resolve_layers
 from .projection import GaussianProjector, IdentityProjector
 
 _TEST_BYTES = 2 * 2**30  # budget for cached test-side factors (all checkpoints)
@@ -60,12 +61,21 @@ class TracIn:
     model : nn.Module
         Any model returning logits ``n x C``; normally the trainable suffix of a
         ``GlitchModel`` applied to cached features, or a full model on raw inputs.
-        It is deep-copied (moved to ``device`` and ``dtype``, put in eval mode);
-        the caller's model is never modified.
+        A model with several inputs is called as ``model(*x)`` with ``x`` a tuple.
+        ``nn.DataParallel``/``DistributedDataParallel`` and ``torch.compile``
+        wrappers are unwrapped (layer names and state-dict keys may keep their
+        ``module.``/``_orig_mod.`` prefix); a TorchScript module is refused.
+        Tied parameters (``b.weight = a.weight``) count once, with their full
+        gradient (the sum over every use). It is deep-copied (moved to ``device``
+        and ``dtype``, put in eval mode); the caller's model is never modified.
     checkpoints : sequence of (state_dict, learning_rate)
         One pair per checkpoint ``t`` (``glitchlib.train.Checkpoint`` works). A state
         dict may hold only some entries; the others keep the values they have in
-        ``model``. Keys are names relative to ``model``.
+        ``model``. Keys are names relative to ``model`` (``model.state_dict()``
+        works, tied names included; a ``module.`` or ``_orig_mod.`` prefix on every
+        key is removed). Values are finite tensors; the learning rate a finite
+        number > 0 of any numeric type.
+
     layers : sequence of str, or None
         Influence layers, names relative to ``model``: a ``Linear``/``Conv2d``
         module, or a container standing for every ``Linear``/``Conv2d`` module
@@ -94,6 +104,15 @@ class TracIn:
     progress : bool
         Show tqdm progress bars.
 
+    Raises
+    ------
+    ValueError
+        At construction: a model that is not an ``nn.Module`` (or is TorchScript),
+        unknown layer names, state-dict keys not in the model or of the wrong
+        shape, tied names with different values, NaN or infinite weights, a
+        learning rate that is not a finite positive number, bad options. The
+        message names the argument.
+
     Notes
     -----
     Gradients are exact per-sample gradients computed from batched passes, which
@@ -120,13 +139,17 @@ class TracIn:
         bias: bool = True,
         progress: bool = True,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        model, prefix = _unwrap_model(model)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        for name, value in (("chunk_size", chunk_size), ("test_chunk_size", test_chunk_size)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        chunk_size = _validation.as_int(chunk_size, "chunk_size", low=1, optional=True)
+        test_chunk_size = _validation.as_int(test_chunk_size, "test_chunk_size", low=1, optional=True)
+        projection_dim = _validation.as_int(projection_dim, "projection_dim", low=1, optional=True)
+        seed = _validation.as_seed(seed)
+        bias = _validation.as_bool(bias, "bias")
+        progress = _validation.as_bool(progress, "progress")
+        if layers is not None and not isinstance(layers, str) and prefix:
+            layers = [_strip_prefix(name, (prefix,)) if isinstance(name, str) else name for name in layers]
         self.device = torch.device(device if device is not None else "cpu")
         self.dtype = dtype
         self.chunk_size = chunk_size
@@ -141,6 +164,7 @@ class TracIn:
         self._model.requires_grad_(False)
         self._layers: list[InfluenceLayer] = resolve_layers(self._model, layers, bias=bias)
         base = {**dict(self._model.named_parameters()), **dict(self._model.named_buffers())}
+        self._aliases = parameter_aliases(self._model)
         self._params, self._lrs = self._load_checkpoints(checkpoints, base)
         self._indices = list(range(len(self._params)))
         self._plans: dict[tuple, Plan] = {}
@@ -162,22 +186,15 @@ class TracIn:
             if not isinstance(pair, Sequence) or len(pair) != 2 or not isinstance(pair[0], Mapping):
                 raise ValueError(f"checkpoints[{t}] must be a (state_dict, learning_rate) pair")
             state, lr = pair
-            try:
-                lr = float(lr)
-            except (TypeError, ValueError) as err:
-                raise ValueError(f"checkpoints[{t}] learning rate must be a number, got {lr!r}") from err
-            if not math.isfinite(lr):
-                raise ValueError(f"checkpoints[{t}] learning rate must be finite, got {lr}")
-            unknown = [k for k in state if k not in base]
-            if unknown:
-                raise ValueError(
-                    f"checkpoints[{t}] holds keys that are not in the model: {unknown[:5]}"
-                    f"{' ...' if len(unknown) > 5 else ''}; state dict keys must be relative to `model` "
-                    f"(e.g. {list(base)[:3]})"
-                )
+            lr = _validation.as_positive(lr, f"checkpoints[{t}] learning rate")
+            state = self._canonical_state(state, t)
             loaded = dict(base)
             for key, value in state.items():
-                value = torch.as_tensor(value)
+                if not isinstance(value, Tensor):
+                    raise ValueError(f"checkpoints[{t}][{key!r}] must be a tensor, got {type(value).__name__}")
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    raise ValueError(f"checkpoints[{t}][{key!r}] contains NaN or infinite values; "
+                                     "pass the weights of a model that trained without diverging")
                 if tuple(value.shape) != tuple(base[key].shape):
                     raise ValueError(
                         f"checkpoints[{t}][{key!r}] has shape {tuple(value.shape)}, "
@@ -188,6 +205,41 @@ class TracIn:
             params.append(loaded)
             lrs.append(lr)
         return params, lrs
+
+    def _canonical_state(self, state: Mapping[str, Tensor], t: int) -> dict[str, Tensor]:
+        """``state`` with wrapper prefixes removed and tied names mapped to their canonical name."""
+        keys = list(state)
+        aliases = self._aliases
+        if keys and not any(k in aliases for k in keys):
+            for prefix in _WRAPPER_PREFIXES:
+                stripped = [_strip_prefix(k, (prefix,)) for k in keys]
+                if all(k.startswith(prefix + ".") for k in keys) and any(k in aliases for k in stripped):
+                    state = dict(zip(stripped, state.values()))
+                    keys = stripped
+                    break
+        unknown = [k for k in keys if k not in aliases]
+        if unknown:
+            raise ValueError(
+                f"checkpoints[{t}] holds keys that are not in the model: {unknown[:5]}"
+                f"{' ...' if len(unknown) > 5 else ''}; state dict keys must be relative to `model` "
+                f"(e.g. {list(aliases)[:3]})"
+            )
+        out: dict[str, Tensor] = {}
+        names: dict[str, str] = {}
+        for key, value in state.items():
+            if isinstance(value, np.ndarray):  # a state dict saved as NumPy arrays
+                value = torch.from_numpy(value)
+            canonical = aliases[key]
+            if canonical in out:
+                if not (isinstance(value, Tensor) and value.shape == out[canonical].shape
+                        and torch.equal(value.to(out[canonical].device), out[canonical])):
+                    raise ValueError(
+                        f"checkpoints[{t}] gives the tied parameters {names[canonical]!r} and {key!r} "
+                        "different values; they are one tensor in the model"
+                    )
+                continue
+            out[canonical], names[canonical] = value, key
+        return out
 
     # ------------------------------------------------------------ properties
     @property
@@ -226,23 +278,40 @@ class TracIn:
         return clone
 
     # ---------------------------------------------------------- validation
-    def _inputs(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[Tensor, Tensor]:
-        x = _as_tensor(x, x_name)
+    def _inputs(self, x: Any, y: Any, x_name: str, y_name: str) -> tuple[Any, Tensor]:
+        if isinstance(x, (tuple, list)):  # a model with several inputs: model(*x)
+            if len(x) == 0:
+                raise ValueError(f"{x_name} is an empty tuple; pass the model's input tensors")
+            x = tuple(_as_tensor(t, f"{x_name}[{k}]") for k, t in enumerate(x))
+            names = [f"{x_name}[{k}]" for k in range(len(x))]
+        else:
+            x = _as_tensor(x, x_name)
+            names = [x_name]
         y = _as_tensor(y, y_name)
-        if x.dim() < 1:
-            raise ValueError(f"{x_name} must have a leading sample dimension, got shape {tuple(x.shape)}")
+        for name, t in zip(names, as_args(x)):
+            if t.dim() < 1:
+                raise ValueError(f"{name} must have a leading sample dimension, got shape {tuple(t.shape)}")
+        sizes = {len(t) for t in as_args(x)}
+        if len(sizes) > 1:
+            shown = ", ".join(f"{name}: {len(t)}" for name, t in zip(names, as_args(x)))
+            raise ValueError(f"the tensors of {x_name} must share their first (sample) dimension; got {shown}")
         if y.dim() != 1:
             raise ValueError(f"{y_name} must be a 1-D tensor of class indices, got shape {tuple(y.shape)}")
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
             raise ValueError(f"{y_name} must hold integer class indices, got dtype {y.dtype}")
-        if len(x) != len(y):
-            raise ValueError(f"{x_name} has {len(x)} samples but {y_name} has {len(y)} labels")
+        if n_samples(x) != len(y):
+            raise ValueError(f"{x_name} has {n_samples(x)} samples but {y_name} has {len(y)} labels")
         return x, y.long()
 
-    def _plan(self, x: Tensor) -> Plan:
-        key = (tuple(x.shape[1:]), x.dtype)
+    @staticmethod
+    def _sample_shape(x: Any) -> tuple:
+        return tuple((tuple(t.shape[1:]), t.dtype) for t in as_args(x)) if isinstance(x, tuple) \
+            else (tuple(x.shape[1:]), x.dtype)
+
+    def _plan(self, x: Any) -> Plan:
+        key = self._sample_shape(x)
         if key not in self._plans:
-            probe = self._to_device(x[:2])
+            probe = self._to_device(take(x, 0, 2))
             self._plans[key] = make_plan(self._model, self._params[0], self._layers, probe)
         return self._plans[key]
 
@@ -255,7 +324,9 @@ class TracIn:
                 f"{plan.n_classes} outputs"
             )
 
-    def _to_device(self, x: Tensor) -> Tensor:
+    def _to_device(self, x: Any) -> Any:
+        if isinstance(x, tuple):
+            return tuple(self._to_device(t) for t in x)
         cast = self.dtype if x.is_floating_point() else x.dtype
         return x.to(device=self.device, dtype=cast)
 
@@ -307,7 +378,7 @@ class TracIn:
         self, plan: Plan, x: Tensor, y: Tensor, t: int, buffers: list[Tensor] | None = None
     ) -> Factors:
         """Factors of samples ``x`` (on the device) at checkpoint ``t``, in forward batches."""
-        params, n = self._params[t], len(x)
+        params, n = self._params[t], n_samples(x)
         n_hooked = sum(len(layer.parameter_names) for layer in plan.hooked)
         if buffers is None and plan.flat_parameters:
             buffers = [params[k].new_empty((n, params[k].numel())) for k in plan.flat_parameters]
@@ -315,12 +386,12 @@ class TracIn:
         for a, b in _ranges(n, _FORWARD_BATCH):
             out = None if buffers is None else [block[a:b] for block in buffers]
             linear, _ = batched_gradients(
-                self._model, params, plan.closed_form, plan.hooked, x[a:b], y[a:b],
+                self._model, params, plan.closed_form, plan.hooked, take(x, a, b), y[a:b],
                 out=None if out is None else out[:n_hooked],
             )
             if plan.generic:
                 flat_gradients(
-                    self._model, params, plan.generic_parameters, x[a:b], y[a:b], vmap_chunk=_VMAP_CHUNK,
+                    self._model, params, plan.generic_parameters, take(x, a, b), y[a:b], vmap_chunk=_VMAP_CHUNK,
                     out=out[n_hooked:],
                 )
             linear_parts.append(linear)
@@ -380,8 +451,9 @@ class TracIn:
 
         Parameters
         ----------
-        x : Tensor
-            Inputs ``n x ...`` (features or images, as ``model`` expects).
+        x : Tensor or tuple of Tensor
+            Inputs ``n x ...`` (features or images, as ``model`` expects); a tuple
+            of tensors sharing their first dimension for a model with several inputs.
         y : Tensor
             Labels ``(n,)``, integers in ``[0, C)``.
 
@@ -392,16 +464,17 @@ class TracIn:
             harder to fit (more suspicious).
         """
         x, y = self._inputs(x, y, "x", "y")
-        out = torch.zeros(len(x), dtype=self.dtype)
-        if len(x) == 0:
+        n = n_samples(x)
+        out = torch.zeros(n, dtype=self.dtype)
+        if n == 0:
             return out
         plan = self._plan(x)
         self._check_labels(y, plan, "y")
         size, _ = self._chunk_sizes(plan, 1)
-        buffers = self._buffers(plan, min(size, len(x)))
-        for start, stop in tqdm(_ranges(len(x), size), desc="TracIn self-influence", disable=not self.progress):
+        buffers = self._buffers(plan, min(size, n))
+        for start, stop in tqdm(_ranges(n, size), desc="TracIn self-influence", disable=not self.progress):
             scores = torch.zeros(stop - start, dtype=self.dtype, device=self.device)
-            self._chunk(plan, x[start:stop], y[start:stop], buffers, None, [], scores)
+            self._chunk(plan, take(x, start, stop), y[start:stop], buffers, None, [], scores)
             out[start:stop] = scores.to("cpu")
         return out
 
@@ -410,8 +483,8 @@ class TracIn:
 
         Parameters
         ----------
-        x_train : Tensor
-            Training inputs ``n x ...``.
+        x_train : Tensor or tuple of Tensor
+            Training inputs ``n x ...`` (a tuple for a model with several inputs).
         y_train : Tensor
             Training labels ``(n,)`` (as given, possibly noisy, or counterfactual).
         x_test : Tensor
@@ -448,12 +521,13 @@ class TracIn:
     ) -> tuple[Tensor, Tensor | None]:
         x_train, y_train = self._inputs(x_train, y_train, "x_train", "y_train")
         x_test, y_test = self._inputs(x_test, y_test, "x_test", "y_test")
-        if x_train.shape[1:] != x_test.shape[1:]:
+        shapes = [[tuple(t.shape[1:]) for t in as_args(x)] for x in (x_train, x_test)]
+        if shapes[0] != shapes[1] or isinstance(x_train, tuple) != isinstance(x_test, tuple):
             raise ValueError(
-                f"x_train samples have shape {tuple(x_train.shape[1:])} but x_test samples have shape "
-                f"{tuple(x_test.shape[1:])}; both must be inputs of the same model"
+                f"x_train samples have shape {shapes[0]} but x_test samples have shape "
+                f"{shapes[1]}; both must be inputs of the same model"
             )
-        n, m = len(x_train), len(x_test)
+        n, m = n_samples(x_train), n_samples(x_test)
         out = torch.zeros(n, m, dtype=self.dtype)
         self_inf = torch.zeros(n, dtype=self.dtype) if with_self else None
         if n == 0:
@@ -472,7 +546,7 @@ class TracIn:
             for b, (j0, j1) in enumerate(blocks):
                 # the test block's factors, kept for all checkpoints, in chunks (no concatenation)
                 test = [
-                    (a - j0, c - j0, self._factors(plan, x_test[a:c], y_test[a:c]))
+                    (a - j0, c - j0, self._factors(plan, take(x_test, a, c), y_test[a:c]))
                     for a, c in _ranges(j1 - j0, train_size, offset=j0)
                 ]
                 for i0, i1 in train_ranges:
@@ -484,13 +558,45 @@ class TracIn:
                     scores = None
                     if self_inf is not None and b == 0:
                         scores = torch.zeros(i1 - i0, dtype=self.dtype, device=self.device)
-                    self._chunk(plan, x_train[i0:i1], y_train[i0:i1], buffers, block, test, scores)
+                    self._chunk(plan, take(x_train, i0, i1), y_train[i0:i1], buffers, block, test, scores)
                     if scores is not None:
                         self_inf[i0:i1] = scores.to("cpu")
                     if not on_cpu:
                         out[i0:i1, j0:j1].copy_(block)
                     bar.update()
         return out, self_inf
+
+
+#: Prefixes that wrappers add to parameter names: nn.DataParallel / DistributedDataParallel, torch.compile.
+_WRAPPER_PREFIXES = ("module", "_orig_mod")
+
+
+def _strip_prefix(name: str, prefixes: Sequence[str]) -> str:
+    for prefix in prefixes:
+        if name == prefix:
+            return ""
+        if name.startswith(prefix + "."):
+            return name[len(prefix) + 1:]
+    return name
+
+
+def _unwrap_model(model: Any) -> tuple[nn.Module, str]:
+    """The module inside the usual wrappers, and the name prefix the wrapper added ("" if none)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError(
+            "model is a TorchScript module; TracIn needs the original torch.nn.Module "
+            "(per-sample gradients go through torch.func.functional_call)"
+        )
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    prefix = ""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model, prefix = model.module, prefix or "module"
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):  # torch.compile
+            model, prefix = model._orig_mod, prefix or "_orig_mod"
+        else:
+            return model, prefix
 
 
 def _share_activations(factors: list[Factors]) -> list[Factors]:

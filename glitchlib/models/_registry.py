@@ -9,6 +9,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .. import _validation
 from ._core import Adapted, GlitchModel, InputAdapter, LinearHead
 from ._resnet import CifarResNet, cifar_resnet20
 from ._tabular import TABULAR_MODELS, build_tabular
@@ -97,7 +98,12 @@ def _load_exact(net: nn.Module, state: dict[str, torch.Tensor], path: os.PathLik
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise ValueError(f"weights file {str(path)!r} does not fit the model: {error}") from error
+        detail = " ".join(str(error).split())
+        detail = detail if len(detail) <= 400 else detail[:397] + "..."
+        raise ValueError(
+            f"weights={str(path)!r}: does not fit the architecture {type(net).__name__} ({detail}); "
+            "pass a state dict of this model"
+        ) from error
 
 
 def _split(
@@ -346,6 +352,12 @@ def create(
     FileNotFoundError
         No weights reachable (the message names the file, the URL and ``weights=``).
     """
+    n_classes = _validation.as_int(n_classes, "n_classes", low=2)  # by value: np.int64(10) is 10
+    pretrained = _validation.as_bool(pretrained, "pretrained")
+    seed = _validation.as_seed(seed)
+    freeze = None if freeze is None else _validation.as_bool(freeze, "freeze")
+    input_size = _validation.as_int(input_size, "input_size", low=1, optional=True)
+    weights = _validation.as_text(weights, "weights", optional=True)
     if not isinstance(n_classes, int) or n_classes < 2:
         raise ValueError(f"n_classes={n_classes!r}: need an integer >= 2.")
     if weights is not None and not pretrained:

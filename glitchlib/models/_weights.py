@@ -103,12 +103,32 @@ def find_weights(spec: WeightsSpec, weights: str | os.PathLike | None = None) ->
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a state dict from ``path`` on the CPU (tensors only, ``weights_only``)."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Load a state dict from ``path`` on the CPU (tensors only, ``weights_only``).
+
+    A checkpoint ``{"state_dict": ...}`` is unwrapped, and the prefix that
+    ``nn.DataParallel``/``DistributedDataParallel`` (``module.``) or ``torch.compile``
+    (``_orig_mod.``) add to every key is removed.
+
+    Raises
+    ------
+    ValueError
+        The file cannot be read as a PyTorch state dict (the message names ``weights``).
+    """
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises EOFError, UnpicklingError, RuntimeError, ...
+        raise ValueError(
+            f"weights={str(path)!r}: cannot be read as a PyTorch state dict ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no detail'}); pass a file written by "
+            "torch.save(model.state_dict(), path)"
+        ) from error
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"weights file {str(path)!r} does not hold a state dict.")
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise ValueError(f"weights={str(path)!r}: does not hold a state dict (a mapping of names to tensors)")
+    for prefix in ("module.", "_orig_mod."):  # nn.DataParallel / DistributedDataParallel, torch.compile
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
     return dict(state)
 
 

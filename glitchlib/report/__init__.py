@@ -57,6 +57,10 @@ from .names import (
     SIGNAL_ORDER,
     model_variants,
     pretty,
+    HEAD_ON_NON_NEGATIVE_FEATURES,
+    SAME_CLASS_SIGN_SIGNALS,
+    UNINFORMATIVE_MARK,
+    uninformative_signals,
 )
 from .plots import plot_histories, plot_metric, plot_stages, plot_validation
 from .runs import (
@@ -71,6 +75,7 @@ from .runs import (
     status_summary,
     status_table,
     with_glitch,
+    with_seed,
 )
 from .samples import (
     confusion_table,
@@ -117,6 +122,10 @@ __all__ = [
     "INFLUENCE_SIGNALS",
     "PEER_SIGNALS",
     "PAPER_NEW_SIGNALS",
+    "SAME_CLASS_SIGN_SIGNALS",
+    "HEAD_ON_NON_NEGATIVE_FEATURES",
+    "UNINFORMATIVE_MARK",
+    "uninformative_signals",
     "PAPER_VALIDATION",
     "PAPER_TRAIN_ACCURACY",
     "PAPER_SIGNAL_SHARE",
@@ -132,6 +141,7 @@ __all__ = [
     "validation_side_by_side",
     "select_keys",
     "with_glitch",
+    "with_seed",
     "status_table",
     "ensure_results",
     "status_summary",

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 __all__ = ["DATASET_NAMES", "MODEL_NAMES", "GLITCH_NAMES", "SIGNAL_NAMES", "SIGNAL_ORDER", "INFLUENCE_SIGNALS",
-           "PEER_SIGNALS", "pretty", "model_variants"]
+           "PEER_SIGNALS", "SAME_CLASS_SIGN_SIGNALS", "HEAD_ON_NON_NEGATIVE_FEATURES", "UNINFORMATIVE_MARK",
+           "uninformative_signals", "pretty", "model_variants"]
 
 
 DATASET_NAMES = {
@@ -66,6 +67,36 @@ PEER_SIGNALS = ("cleanlab", "loss", "aum", "knn", "mahalanobis", "energy")
 INFLUENCE_SIGNALS = tuple(s for s in SIGNAL_NAMES if s not in PEER_SIGNALS)
 #: Display order of the signals: the influence signals (the paper's new ones last), then the dedicated detectors.
 SIGNAL_ORDER = tuple(SIGNAL_NAMES)
+#: Signals that read only the *sign* of the influences on the sample's own labelled class.
+SAME_CLASS_SIGN_SIGNALS = ("nil", "slip", "slin")
+#: (model, influence setting) whose influence parameters are one linear head on
+#: non-negative features: EfficientNet-Lite0 (pooled ReLU6 features; only the head
+#: is trained) and ResNet-20 with ``influence="head"`` (pooled ReLU features).
+#: ViT-B/16 and ConvNeXt-T heads read LayerNorm outputs, which can be negative, and
+#: ResNet-20's default influence layers include the convolutions of ``layer3.2``.
+HEAD_ON_NON_NEGATIVE_FEATURES = frozenset({
+    ("efficientnet_lite0", "all"), ("efficientnet_lite0", "head"), ("resnet20", "head"),
+})
+#: Mark appended to a signal's name in a table where it is uninformative.
+UNINFORMATIVE_MARK = " †"
+
+
+def uninformative_signals(model: str, influence: str = "all") -> tuple[str, ...]:
+    """Signals that carry no information about glitches for runs of ``model`` with this ``influence``.
+
+    For a linear head ``z = W a + b`` on features ``a >= 0``, the per-sample
+    gradient of the cross-entropy is ``g = (p - e_y) [a; 1]^T``, so the TracIn
+    influence of training sample ``i`` on validation sample ``j`` is
+    ``I[i, j] = sum_t lr_t (a_i . a_j + 1) (p_i - e_{y_i}) . (p_j - e_{y_j})``.
+    With ``a_i . a_j + 1 > 0`` and, when ``y_i = y_j = c``,
+    ``(p_i - e_c) . (p_j - e_c) = sum_{k != c} p_ik p_jk + (1 - p_ic)(1 - p_jc) >= 0``,
+    every same-class influence is ``>= 0`` at every checkpoint. So NIL and #SLIN
+    are 0 for every sample and #SLIP is the number of validation samples of the
+    sample's labelled class: their ranking is tie-breaking (AP = the glitch ratio,
+    AUROC = 0.5). Returns :data:`SAME_CLASS_SIGN_SIGNALS` for such runs
+    (:data:`HEAD_ON_NON_NEGATIVE_FEATURES`), else an empty tuple.
+    """
+    return SAME_CLASS_SIGN_SIGNALS if (model, influence) in HEAD_ON_NON_NEGATIVE_FEATURES else ()
 _KIND_COLUMNS = {"dataset": DATASET_NAMES, "model": MODEL_NAMES, "glitch": GLITCH_NAMES, "signal": SIGNAL_NAMES}
 
 

@@ -46,6 +46,8 @@ def plot_validation(runs: pd.DataFrame):
         ax.set_title(dataset)
         ax.set_xlabel("")
         ax.set_ylabel("validation accuracy")
+        # "class-based noise" and "uniform noise" side by side: one word per line, never overlapping
+        ax.set_xticks(range(len(glitches)), [g.replace(" ", "\n") for g in glitches])
     handles, labels = axes[0][0].get_legend_handles_labels()
     for ax in axes[0]:
         if ax.get_legend() is not None:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
+from .. import _validation
 from .names import (
     DATASET_NAMES,
     GLITCH_NAMES,
@@ -27,6 +28,7 @@ __all__ = [
     "select_keys",
     "with_glitch",
     "at_ratio",
+    "with_seed",
     "status_table",
     "ensure_results",
     "status_summary",
@@ -69,11 +71,21 @@ def with_glitch(settings: Sequence, glitch: str) -> list:
     return list(derived.values())
 
 
+def with_seed(settings: Sequence, seed) -> list:
+    """The ``settings`` of one seed; all of them when none has it (``seed`` read by value, ``"0"`` too)."""
+    seed = _validation.as_seed(seed, text=True)
+    return [s for s in settings if s.seed == seed] or list(settings[:1])
+
+
 def at_ratio(settings: Sequence, ratio: float | None, seeds: int = 1) -> list:
     """The ``settings`` of the first ``seeds`` seeds with the glitch ratio changed to ``ratio``.
 
-    ``ratio`` None gives an empty list (nothing to run).
+    ``ratio`` None gives an empty list (nothing to run). Both are notebook
+    parameters, so the strings papermill may pass are read by value (``"0.01"``,
+    ``"none"``, ``"2"``); anything else raises ``ValueError`` naming the argument.
     """
+    ratio = _validation.as_ratio(ratio, "ratio", optional=True, text=True)
+    seeds = _validation.as_int(seeds, "seeds", low=0, text=True)
     if ratio is None:
         return []
     chosen = {}
@@ -121,7 +133,10 @@ def ensure_results(settings: Sequence, store, *, compute: bool = True, progress:
         The results store; finished runs are read, never recomputed.
     compute : bool
         Run the missing (or partial) runs with :func:`glitchlib.grid.run_grid`,
-        with a progress bar over runs. With False, only report them.
+        with a progress bar over runs. With False, only report them. A notebook
+        parameter: the strings ``"true"``/``"false"`` (``"yes"``, ``"no"``, ``"1"``,
+        ``"0"``) that papermill may pass are read by value, any other string
+        raises ``ValueError``.
     progress : bool
         Show the progress bar.
 
@@ -134,11 +149,15 @@ def ensure_results(settings: Sequence, store, *, compute: bool = True, progress:
 
     Raises
     ------
+    ValueError
+        ``compute`` or ``progress`` is not a boolean (or a spelling of one).
     RuntimeError
         When a run fails; the message names it and ends with its error.
     """
     from glitchlib.grid import grid_status, run_grid
 
+    compute = _validation.as_bool(compute, "compute", text=True)
+    progress = _validation.as_bool(progress, "progress", text=True)
     settings = list(settings)
     status = grid_status(settings, store)
     if compute and status["status"].isin(["missing", "partial", "corrupt"]).any():
@@ -232,8 +251,12 @@ def pick_run(settings: Sequence, runs: pd.DataFrame, *, glitch: str | None = Non
 
     ``settings`` are the candidates (e.g. a chapter's), ``runs`` the store's
     runs table; runs are tried in dataset order (MNIST first), then seed
-    order. Returns None when no finished run matches.
+    order. Returns None when no finished run matches. ``dataset`` and ``seed``
+    are notebook parameters: ``"none"`` and numeric strings are read by value.
     """
+    glitch = _validation.as_text(glitch, "glitch", optional=True, text=True)
+    dataset = _validation.as_text(dataset, "dataset", optional=True, text=True)
+    seed = None if seed is None or _validation.is_none_text(seed) else _validation.as_seed(seed, text=True)
     done = set(runs["key"]) if "key" in runs.columns else set()
     matches = [
         s for s in settings

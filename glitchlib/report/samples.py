@@ -87,6 +87,10 @@ def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 4
     from glitchlib import experiments
     from glitchlib.data import denormalize
 
+    from glitchlib import _validation
+
+    k = _validation.as_int(k, "k", low=1, text=True)
+    ncols = _validation.as_int(ncols, "ncols", low=1, text=True)
     if settings is None:
         return _empty_figure("no finished run")
     scores = store.load_scores(settings.key())

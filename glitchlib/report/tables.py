@@ -18,6 +18,7 @@ from .names import (
     INFLUENCE_SIGNALS,
     SIGNAL_NAMES,
     SIGNAL_ORDER,
+    UNINFORMATIVE_MARK,
     _order,
     _pretty_index,
     _rank,
@@ -25,6 +26,7 @@ from .names import (
     _sort_rows,
     model_variants,
     pretty,
+    uninformative_signals,
 )
 
 __all__ = [
@@ -222,15 +224,47 @@ def metric_table(
     metric: str = "f1",
     signals: Sequence[str] | None = None,
     *,
-    index: Sequence[str] = ("dataset", "model", "glitch"),
+    columns: Sequence[str] = ("dataset", "model", "glitch"),
     digits: int = 2,
 ) -> pd.DataFrame:
-    """``metric`` of each signal as mean ± std over seeds: rows ``index`` (dataset x model x glitch), columns signals."""
+    """``metric`` of each signal as mean ± std over seeds: one row per signal, one column per run group.
+
+    Rows follow :data:`~glitchlib.report.names.SIGNAL_ORDER`; columns are the
+    groups of ``columns`` ("MNIST / EfficientNet-Lite0"; a level with a single
+    value, such as the glitch kind of a chapter, is left out of the labels). A
+    signal that is uninformative for some column's runs
+    (:func:`~glitchlib.report.names.uninformative_signals`: NIL, #SLIN and #SLIP
+    on a linear head over non-negative features) gets
+    :data:`~glitchlib.report.names.UNINFORMATIVE_MARK` after its name.
+    """
     chosen = _signals_in(metrics, signals)
     sub = metrics[metrics["signal"].isin(chosen)] if len(metrics) else metrics
     if sub.empty:
         return pd.DataFrame()
-    return mean_std_table(model_variants(sub), list(index), "signal", metric, digits=digits)
+    flagged = set()
+    if "model" in sub.columns:
+        influence = sub["influence"] if "influence" in sub.columns else pd.Series("all", index=sub.index)
+        for model, inf in set(zip(sub["model"], influence.fillna("all"))):
+            flagged.update(uninformative_signals(model, inf))
+    sub = model_variants(sub)
+    levels = [c for c in columns if c in sub.columns and sub[c].nunique() > 1] or \
+        [c for c in columns if c in sub.columns][:1]
+    if levels:
+        shown = pretty(sub[levels])
+        order = [tuple(_rank(c, v) for c, v in zip(levels, row)) for row in shown.itertuples(index=False)]
+        sub = sub.assign(run=shown.astype(str).agg(" / ".join, axis=1), _order=order)
+        sub = sub.sort_values("_order", kind="stable")
+    else:
+        sub = sub.assign(run=metric)
+    table = mean_std_table(sub, ["signal"], "run", metric, digits=digits)
+    table.index = pd.Index([name + (UNINFORMATIVE_MARK if code in flagged else "")
+                            for code, name in zip(_codes(table.index), table.index)], name="signal")
+    return table
+
+
+def _codes(names) -> list:
+    codes = {v: k for k, v in SIGNAL_NAMES.items()}
+    return [codes.get(n, n) for n in names]
 
 
 def compare_signals(
