@@ -362,12 +362,7 @@ class _Pipeline:
         table = pd.concat([table, scores, peer.scores], axis=1)
         self._set(scores=table)
         self.entry.write_frame(SCORES_FILE, table)
-        self._set(peer_seconds=peer.timings)
         return [SCORES_FILE], {"version": STAGE_VERSIONS["signals"], "peer_seconds": peer.timings}
-
-    @cached_property
-    def peer_seconds(self) -> dict[str, float]:
-        return self.entry.read_stages()["finished"]["signals"].get("peer_seconds", {})
 
     def _peers(self):
         """The dedicated detectors (:mod:`glitchlib.peers`) on the run's features and checkpoints."""
@@ -417,7 +412,6 @@ class _Pipeline:
             "train_acc_anomaly": training["train_acc_anomaly"],
             "data_source": data_info["source"],
             "weights_id": self.entry.read_json(_FEATURES_JSON)["weights_id"],
-            **{f"seconds_{name}": seconds for name, seconds in self.peer_seconds.items()},
         }
         self.entry.write_json(_SUMMARY_JSON, summary)
         return [METRICS_FILE, _SUMMARY_JSON], {}

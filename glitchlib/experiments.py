@@ -454,7 +454,10 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
     record = {
         "settings": settings.to_dict(),
         "training": document["training"],
-        "summary": entry.read_json(_SUMMARY_JSON),
+        # times are kept out of summary.json (its bits depend on the results only) and added here
+        "summary": {**entry.read_json(_SUMMARY_JSON),
+                    **{f"seconds_{name}": seconds
+                       for name, seconds in stages["signals"].get("peer_seconds", {}).items()}},
         "timings": {stage: stages[stage]["seconds"] for stage in STAGES},
         "environment": env,
     }
