@@ -100,12 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--device", default=None,
                       help="Torch device for every cell (not part of the results' key). Default: the profile's.")
     grid.add_argument("--quiet", action="store_true", help="No progress bar.")
+    grid.add_argument("--studies", action="store_true",
+                      help="Also the profile's further experiments (SPEC.md section 9: glitch ratios, one "
+                           "contaminated class, clean twins, corruptions, dirty validation sets).")
     _add_store(grid)
 
     status = commands.add_parser("status", help="Which cells of a profile are done, missing or not runnable.",
                                  description="List the cells of a profile: done, partial, missing, "
                                              "corrupt, or not runnable here and why.")
     status.add_argument("--profile", type=_profile, default="embedded", help=profile_help)
+    status.add_argument("--studies", action="store_true", help="Also the profile's further experiments.")
     _add_store(status)
 
     report = commands.add_parser("report", help="Print the summary tables of the stored results.",
@@ -131,10 +135,11 @@ def _subparser_error(parser: argparse.ArgumentParser, command: str, message: str
 
 
 def _profile_settings(args, parser):
-    from .profiles import profile_settings
+    from .profiles import profile_settings, study_settings
 
     try:
-        return profile_settings(args.profile)
+        extra = study_settings(args.profile) if getattr(args, "studies", False) else []
+        return profile_settings(args.profile) + extra
     except ValueError as exc:
         _subparser_error(parser, args.command, f"argument --profile: {exc}")
 

@@ -18,6 +18,11 @@ Built-in profiles:
     ``efficientnet_lite0``, the four glitches, seed 0: 8 cells that take seconds
     each once the features of the few hundred images are computed.
 
+The further experiments of SPEC.md section 9.1-9.5 (glitch ratios, one
+contaminated class, clean twins, corruptions, dirty validation sets) are derived
+from a profile's cells by :func:`study_settings` (128 more cells for
+``embedded``, 576 for ``paper``); ``glitchlib grid --studies`` runs them too.
+
 A YAML profile is either a list of settings mappings, or a mapping with an
 optional ``base`` (fields shared by every cell), an optional ``product`` (fields
 mapped to lists of values; every combination is one cell) and an optional
@@ -39,7 +44,7 @@ from typing import Any
 
 from .config import ExperimentSettings, field_names
 
-__all__ = ["PROFILES", "profile_settings", "runnable", "settings_from_yaml"]
+__all__ = ["PROFILES", "profile_settings", "study_settings", "runnable", "settings_from_yaml"]
 
 _GLITCHES = ("uniform", "class-based", "anomalies", "mixed")
 _SEEDS = (0, 1, 2, 3, 4)
@@ -87,6 +92,20 @@ def profile_settings(profile: str | Path) -> list[ExperimentSettings]:
         f"profile={str(profile)!r} is neither a built-in profile ({', '.join(PROFILES)}) "
         "nor an existing .yaml/.yml file"
     )
+
+
+def study_settings(profile: str | Path) -> list[ExperimentSettings]:
+    """The cells of the further experiments (SPEC.md section 9.1-9.5) for a profile's cells.
+
+    :func:`glitchlib.studies.study_cells` of :func:`profile_settings`, less the
+    cells the profile already has (e.g. the ratio ablation's 10 % cells).
+    Raises ``ValueError`` as :func:`profile_settings` does.
+    """
+    from .studies import study_cells
+
+    cells = profile_settings(profile)
+    keys = {s.key() for s in cells}
+    return [s for s in study_cells(cells) if s.key() not in keys]
 
 
 def settings_from_yaml(path: str | Path) -> list[ExperimentSettings]:
@@ -166,7 +185,7 @@ def runnable(settings: ExperimentSettings) -> tuple[bool, str]:
     ok, reason = _data_available(settings.dataset, settings.data_root)
     if not ok:
         return ok, reason
-    if settings.glitch in ("anomalies", "mixed"):
+    if settings.glitch in ("anomalies", "mixed"):  # "corruption" and "none" need no pool
         from .data import OOD_SOURCE
 
         source = OOD_SOURCE[settings.dataset]

@@ -2,8 +2,9 @@
 
     python scripts/build_book.py --profile embedded --results results
 
-1. ``glitchlib grid --profile <profile> --store <results>`` computes the missing
-   cells of the profile's grid (finished cells are read, never recomputed).
+1. ``glitchlib grid --profile <profile> --studies --store <results>`` computes the
+   missing cells of the profile's grid and of its further experiments (finished
+   cells are read, never recomputed).
 2. Every ``notebooks/*.py`` (jupytext percent format) is executed with papermill
    on the ``glitchlib`` kernel, with the parameters of ``book/params/<profile>.yaml``
    (each notebook receives those its ``parameters`` cell defines) plus
@@ -64,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_grid:
         start = time.perf_counter()
-        _step(f"results: glitchlib grid --profile {args.profile} --store {results_param}")
+        _step(f"results: glitchlib grid --profile {args.profile} --studies --store {results_param}")
         from glitchlib.cli import main as glitchlib_main
 
-        if glitchlib_main(["grid", "--profile", str(args.profile), "--store", str(results), "-j", str(args.jobs)]):
+        if glitchlib_main(["grid", "--profile", str(args.profile), "--studies", "--store", str(results),
+                           "-j", str(args.jobs)]):
             return _fail("some runs of the grid failed (see above); the store keeps the finished ones")
         times["grid"] = time.perf_counter() - start
 
