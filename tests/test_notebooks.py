@@ -24,7 +24,9 @@ base: {dataset: fmnist, model: efficientnet_lite0, ratio: 0.1, seed: 0, n_train:
 product:
   glitch: [uniform, class-based, anomalies, mixed]
 """
-TINY_PARAMETERS = {"compute_missing": True, "low_ratio": 0.05, "low_ratio_seeds": 1, "example_seed": 0, "n_images": 4}
+TINY_PARAMETERS = {"compute_missing": True, "low_ratio": 0.05, "low_ratio_seeds": 1, "example_seed": 0, "n_images": 4,
+                   # 1 % of 20 samples per class is none; 30 validation samples per 100 give each class one noisy label
+                   "ratios": [0.05, 0.1], "test_share": 0.3}
 
 
 def _cells(path: Path):
