@@ -452,7 +452,8 @@ class _Pipeline:
             "train_acc_clean": training["train_acc_clean"],
             "train_acc_mislabeled": training["train_acc_mislabeled"],
             "train_acc_anomaly": training["train_acc_anomaly"],
-            **{f"train_{q}_{name}": training[f"train_{q}_{name}"] for name in SAMPLE_KINDS for q in ("loss", "acc")},
+            **{f"train_{q}_{name}": training.get(f"train_{q}_{name}")
+               for name in SAMPLE_KINDS for q in ("loss", "acc")},
             "n_corrupted": int((kind == "corrupted").sum()),
             "n_test_noisy": int(g["test_mask"].sum()),
             "data_source": data_info["source"],
