@@ -13,7 +13,17 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .names import DATASET_NAMES, SIGNAL_NAMES, SIGNAL_ORDER, _pretty_index, _rank, _require_columns, _sort_rows, model_variants, pretty
+from .names import (
+    DATASET_NAMES,
+    SIGNAL_NAMES,
+    SIGNAL_ORDER,
+    _pretty_index,
+    _rank,
+    _require_columns,
+    _sort_rows,
+    model_variants,
+    pretty,
+)
 from .plots import _empty_figure
 from .tables import format_mean_std, mean_std, mean_std_table
 
@@ -91,7 +101,8 @@ def plot_ratio_curves(metrics: pd.DataFrame, metric: str = "f1", signals: Sequen
     strong = [SIGNAL_NAMES.get(s, s) for s in highlight]
     sizes = {s: (2.6 if s in strong else 0.9) for s in order}
     glitches = sorted(set(data["glitch"]), key=lambda v: _rank("glitch", v))
-    rows = sorted(set(data["run"]), key=lambda r: tuple(_rank(c, v) for c, v in zip(("dataset", "model"), r.split(" · "))))
+    rows = sorted(set(data["run"]),
+                  key=lambda r: tuple(_rank(c, v) for c, v in zip(("dataset", "model"), r.split(" · "))))
     grid = sns.relplot(data=data, kind="line", x="ratio", y=metric, hue="signal", hue_order=order, size="signal",
                        sizes=sizes, size_order=order, col="glitch", col_order=glitches, row="run", row_order=rows,
                        errorbar="sd", marker="o", height=3.0, aspect=1.15)
@@ -168,7 +179,8 @@ def low_ratio_gain(metrics: pd.DataFrame, ratio: float = 0.01, signal: str = "cn
     return pd.concat([out, average, paper]).round(digits)
 
 
-def signal_by_ratio(metrics: pd.DataFrame, signal: str = "pcid", metric: str = "f1", *, digits: int = 2) -> pd.DataFrame:
+def signal_by_ratio(metrics: pd.DataFrame, signal: str = "pcid", metric: str = "f1", *,
+                    digits: int = 2) -> pd.DataFrame:
     """``signal``'s ``metric`` (mean ± std over seeds): rows dataset x model x glitch, one column per ratio."""
     _require_columns(metrics, ["dataset", "model", "glitch", "ratio", "signal", metric], "metrics")
     sub = metrics[metrics["signal"] == signal]
@@ -207,7 +219,8 @@ def kind_table(runs: pd.DataFrame, *, digits: int = 2, paper: bool = True) -> pd
         if dataset in datasets:
             row = {}
             for kind, (loss, acc) in kinds.items():
-                row[f"{kind} loss"], row[f"{kind} acc."] = format_mean_std(loss, digits=digits), format_mean_std(acc, digits=digits)
+                row[f"{kind} loss"] = format_mean_std(loss, digits=digits)
+                row[f"{kind} acc."] = format_mean_std(acc, digits=digits)
             rows.append(row)
             index.append((DATASET_NAMES[dataset], "ResNet-20", "paper, 10 %"))
     theirs = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=["dataset", "model", "glitch"]))
@@ -249,7 +262,8 @@ def twin_difference_table(runs: pd.DataFrame, pairs: pd.DataFrame, *, digits: in
             if dataset in datasets:
                 paper.setdefault(dataset, {})[glitch] = value
     theirs = pd.DataFrame.from_dict(paper, orient="index").map(lambda v: f"{v:+g}")
-    theirs.index = pd.MultiIndex.from_tuples([(d, "ResNet-20 (paper)") for d in theirs.index], names=["dataset", "model"])
+    theirs.index = pd.MultiIndex.from_tuples([(d, "ResNet-20 (paper)") for d in theirs.index],
+                                             names=["dataset", "model"])
     theirs = _pretty_index(theirs, "glitch")
     both = pd.concat([table, theirs])
     keys = [tuple(_rank(n, v) for n, v in zip(("dataset", "model"), t)) for t in both.index]
@@ -332,8 +346,8 @@ def dirty_validation_table(metrics: pd.DataFrame, pairs: pd.DataFrame, metric: s
     out = model_variants(dirty).groupby(["dataset", "model", "glitch", "signal"], sort=False).agg(
         clean=("clean", "mean"), dirty=("dirty", "mean"), seeds=("dirty", "size")).reset_index()
     out["difference"] = out["dirty"] - out["clean"]
-    order = sorted(range(len(out)), key=lambda i: (_rank("dataset", out["dataset"][i]), _rank("model", out["model"][i]),
-                                                   _rank("glitch", out["glitch"][i]), _rank("signal", out["signal"][i])))
+    levels = ("dataset", "model", "glitch", "signal")
+    order = sorted(range(len(out)), key=lambda i: tuple(_rank(c, out[c][i]) for c in levels))
     return out.iloc[order][columns].reset_index(drop=True)
 
 
