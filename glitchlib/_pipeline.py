@@ -35,10 +35,7 @@ _PREDICTIONS_NPZ = "predictions.npz"
 SAMPLE_KINDS = ("clean", "mislabeled", "anomaly", "corrupted")
 # A sub-sample holding at least this share of its loaded split takes its rows from the
 # features of the whole split (computed once, cached), not from a feature set of its own.
-_WHOLE_SPLIT_SHARE = 0.5
-# Likewise for the out-of-distribution images: from this share of the pool on, the
-# features of the whole pool are computed once and shared by every run.
-_WHOLE_POOL_SHARE = 0.05
+_WHOLE_SPLIT_SHARE = 0.25
 
 
 def _train_dict(train) -> dict[str, Any]:
@@ -98,11 +95,11 @@ def _mean(values: np.ndarray, select: np.ndarray) -> float | None:
     return float(values[select].mean()) if select.any() else None
 
 
-def _rows(compute, full: torch.Tensor, index: np.ndarray, whole_share: float) -> torch.Tensor:
+def _rows(compute, full: torch.Tensor, index: np.ndarray) -> torch.Tensor:
     """Features of ``full[index]``: from those of the whole of ``full`` when ``index`` holds enough of it."""
     if len(index) == len(full) and np.array_equal(index, np.arange(len(full))):
         return compute(full)
-    if len(index) >= whole_share * len(full):
+    if len(index) >= _WHOLE_SPLIT_SHARE * len(full):
         return compute(full)[torch.from_numpy(index)]
     return compute(full[torch.from_numpy(index)])
 
@@ -266,14 +263,13 @@ class _Pipeline:
 
         d, split, glitch = self.loaded, self.split, self.glitch
         with file_lock(lock):  # one process computes a feature set, the others then read it
-            train = _rows(compute, d.x_train, split["train_index"], _WHOLE_SPLIT_SHARE)
-            test = _rows(compute, d.x_test, split["test_index"], _WHOLE_SPLIT_SHARE)
+            train = _rows(compute, d.x_train, split["train_index"])
+            test = _rows(compute, d.x_test, split["test_index"])
             if len(glitch["corrupt_index"]):  # only the corrupted images are new to the backbone
                 train = train.clone()
                 train[torch.from_numpy(glitch["corrupt_index"])] = compute(self.corrupted_inputs)
             if len(glitch["ood_index"]):
-                pool = _rows(compute, self.ood_pool.x, glitch["ood_index"], _WHOLE_POOL_SHARE)
-                train = torch.cat([train, pool])
+                train = torch.cat([train, compute(self.ood_pool.x[torch.from_numpy(glitch["ood_index"])])])
         return {"train": train, "test": test}
 
     def _stage_features(self):

@@ -52,6 +52,12 @@ PAPER_GLITCHES = ("uniform", "class-based", "anomalies", "mixed")
 RATIOS = (0.01, 0.05, 0.1, 0.2, 0.3)
 #: Ratio carried by the settings of the clean twins (glitch "none" injects nothing).
 TWIN_RATIO = 0.1
+#: Training samples of the experiments run at a smaller size: the anomalies of the ratio
+#: ablation (30 % of 2,000 = 600 images of one class fit the embedded out-of-distribution
+#: pools, 763 to 900 images per class; 30 % of 6,000 would not), the corruptions and the
+#: dirty validation sets (their new features and runs stay cheap). Base cells with fewer
+#: training samples keep theirs.
+SMALL_N_TRAIN = 2000
 # Options that make a cell one of this module's experiments rather than a base cell.
 _PLAIN = {"n_contaminated": None, "corruption": None, "test_ratio": 0.0, "test_share": None}
 
@@ -74,6 +80,13 @@ def _derive(settings: Iterable, seeds: int, glitches: Sequence[str] | None = Non
     return list(out.values())
 
 
+def _small(n_train: int | None, cap: int | None) -> int | None:
+    """``n_train`` capped at ``cap`` (None: no cap; a base cell with ``n_train`` None has the loaded size)."""
+    if cap is None:
+        return n_train
+    return cap if n_train is None else min(n_train, cap)
+
+
 def _datasets_models(settings: Iterable, seeds: int) -> list:
     """One base cell per dataset x model x every other field, of each seed < ``seeds`` (glitch left as is)."""
     out = {}
@@ -84,10 +97,14 @@ def _datasets_models(settings: Iterable, seeds: int) -> list:
 
 
 def ratio_ablation(settings: Iterable, ratios: Sequence[float] = RATIOS, *, seeds: int = 3,
-                   glitches: Sequence[str] = ("uniform", "class-based", "anomalies")) -> list:
+                   glitches: Sequence[str] = ("uniform", "class-based", "anomalies"),
+                   anomaly_n_train: int | None = SMALL_N_TRAIN) -> list:
     """SPEC.md 9.1: every glitch of ``glitches`` at every ratio of ``ratios``, seeds ``0 .. seeds-1``.
 
-    Cells at the base cells' own ratio are the base cells themselves.
+    Label noise keeps the base cells' size, so its cells at the base cells' own
+    ratio are the base cells themselves. Anomalies use at most
+    ``anomaly_n_train`` training samples at every ratio (None: the base size),
+    because all anomalies of a run come from one class of the pool.
 
     Raises
     ------
@@ -98,6 +115,8 @@ def ratio_ablation(settings: Iterable, ratios: Sequence[float] = RATIOS, *, seed
     for glitch in glitches:
         for ratio in ratios:
             for s in _derive(_datasets_models(settings, seeds), seeds, glitch=glitch, ratio=float(ratio)):
+                if glitch == "anomalies":
+                    s = dataclasses.replace(s, n_train=_small(s.n_train, anomaly_n_train))
                 cells.setdefault(s.key(), s)
     return list(cells.values())
 
@@ -126,22 +145,28 @@ def clean_twins(settings: Iterable, *, seeds: int = 5) -> list:
 
 
 def corruption_cells(settings: Iterable, corruptions: Sequence[str] = CORRUPTIONS, *, seeds: int = 3,
-                     ratio: float = 0.1) -> list:
-    """SPEC.md 9.4: ``ratio`` of the training images corrupted (MNIST-C), one cell per corruption and seed."""
+                     ratio: float = 0.1, n_train: int | None = SMALL_N_TRAIN) -> list:
+    """SPEC.md 9.4: ``ratio`` of the training images corrupted (MNIST-C), one cell per corruption and seed.
+
+    At most ``n_train`` training samples (None: the base size): only the
+    corrupted images need new features.
+    """
     cells = {}
     for corruption in corruptions:
         for s in _derive(_datasets_models(settings, seeds), seeds, glitch="corruption", ratio=ratio,
                          corruption=corruption):
+            s = dataclasses.replace(s, n_train=_small(s.n_train, n_train))
             cells.setdefault(s.key(), s)
     return list(cells.values())
 
 
 def dirty_validation(settings: Iterable, *, test_ratio: float = 0.2, test_share: float = 0.15, seeds: int = 3,
-                     glitches: Sequence[str] = ("uniform", "class-based"), ratio: float = 0.1) -> list:
+                     glitches: Sequence[str] = ("uniform", "class-based"), ratio: float = 0.1,
+                     n_train: int | None = SMALL_N_TRAIN) -> list:
     """SPEC.md 9.5: pairs of cells, clean and dirty validation set, for uniform and class-based noise.
 
-    Both cells of a pair have a validation set of ``test_share`` times the
-    training set; the dirty one gives ``test_ratio`` of its labels the same kind
+    Both cells of a pair have at most ``n_train`` training samples (None: the
+    base size) and a validation set of ``test_share`` times the training set; the dirty one gives ``test_ratio`` of its labels the same kind
     of noise as the training set. The list holds the dirty cell, then its clean
     twin (:func:`clean_validation_twin`), for every pair.
     """
@@ -149,6 +174,7 @@ def dirty_validation(settings: Iterable, *, test_ratio: float = 0.2, test_share:
     for glitch in glitches:
         for s in _derive(_datasets_models(settings, seeds), seeds, glitch=glitch, ratio=ratio, n_test=None,
                          test_share=test_share, test_ratio=test_ratio):
+            s = dataclasses.replace(s, n_train=_small(s.n_train, n_train))
             for cell in (s, clean_validation_twin(s)):
                 cells.setdefault(cell.key(), cell)
     return list(cells.values())
@@ -163,8 +189,10 @@ def study_cells(settings: Iterable) -> list:
     """Every experiment of this module with its default sizes, for a profile's base cells.
 
     The ratio ablation uses 3 seeds, the one-class noise and the clean twins 5,
-    the corruptions and the dirty validation sets 3; cells the profile already
-    has are not repeated.
+    the corruptions and the dirty validation sets 3; the anomalies of the
+    ablation, the corruptions and the dirty validation sets at most
+    :data:`SMALL_N_TRAIN` training samples. Cells the profile already has are
+    not repeated.
     """
     settings = list(settings)
     cells = {}

@@ -150,15 +150,18 @@ def test_twin_difference_by_hand():
 def test_study_cells_reuse_the_ten_percent_cells():
     base = [ExperimentSettings(dataset="mnist", glitch=g, seed=s) for g in studies.PAPER_GLITCHES for s in range(5)]
     ablation = studies.ratio_ablation(base, seeds=3)
-    # 3 glitches x 5 ratios x 3 seeds; the 10 % cells are the base cells themselves
+    # 3 glitches x 5 ratios x 3 seeds; the label-noise cells at 10 % are the base cells themselves
     assert len(ablation) == 45
-    assert {s.key() for s in ablation if s.ratio == 0.1} == {s.key() for s in base
-                                                               if s.seed < 3 and s.glitch != "mixed"}
+    assert {s.key() for s in ablation if s.ratio == 0.1 and s.glitch != "anomalies"} == {
+        s.key() for s in base if s.seed < 3 and s.glitch in ("uniform", "class-based")}
+    # anomalies at every ratio on 2,000 training samples: 30 % of them fit one class of the pool
+    assert {s.n_train for s in ablation if s.glitch == "anomalies"} == {2000}
+    assert {s.n_train for s in studies.ratio_ablation([b.replace(n_train=300) for b in base])} == {300}
     assert len(studies.one_contaminated_class(base)) == 5
     assert len(studies.corruption_cells(base)) == 6
     dirty = studies.dirty_validation(base)  # 2 glitches x 3 seeds, each with its clean twin
     assert len(dirty) == 12 and sum(s.test_ratio == 0.2 for s in dirty) == 6
-    assert all(s.test_share == 0.15 and s.n_test is None for s in dirty)
+    assert all(s.test_share == 0.15 and s.n_test is None and s.n_train == 2000 for s in dirty)
 
 
 def test_low_ratio_gain_by_hand():
