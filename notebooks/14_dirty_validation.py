@@ -54,7 +54,9 @@ store = g.store.Store(results_dir)
 # The runs come in pairs (`glitchlib.studies.dirty_validation`): the same
 # training set and the same validation samples, once with clean validation
 # labels and once with `test_ratio` of them changed, `dirty_seeds` seeds each
-# (3 on the embedded data). Missing ones are computed now.
+# (3 on the embedded data). They use 2,000 training samples
+# (`glitchlib.studies.SMALL_N_TRAIN`), hence 300 validation samples. Missing
+# ones are computed now.
 
 # %%
 needed = g.studies.dirty_validation(settings, test_ratio=test_ratio, test_share=test_share, seeds=dirty_seeds)

@@ -86,7 +86,8 @@ def plot_ratio_curves(metrics: pd.DataFrame, metric: str = "f1", signals: Sequen
     """``metric`` of every signal against the glitch ratio: mean over seeds, band = ± 1 std.
 
     One panel per glitch kind (columns) and dataset x model (rows). The
-    signals of ``highlight`` are drawn thick, the others thin.
+    signals of ``highlight`` (at most three) are drawn thick in red, dark blue
+    and black, the others thin.
     """
     import seaborn as sns
 
@@ -103,10 +104,13 @@ def plot_ratio_curves(metrics: pd.DataFrame, metric: str = "f1", signals: Sequen
     glitches = sorted(set(data["glitch"]), key=lambda v: _rank("glitch", v))
     rows = sorted(set(data["run"]),
                   key=lambda r: tuple(_rank(c, v) for c, v in zip(("dataset", "model"), r.split(" · "))))
-    grid = sns.relplot(data=data, kind="line", x="ratio", y=metric, hue="signal", hue_order=order, size="signal",
-                       sizes=sizes, size_order=order, col="glitch", col_order=glitches, row="run", row_order=rows,
-                       errorbar="sd", marker="o", height=3.0, aspect=1.15)
-    grid.set_titles("{row_name} · {col_name}")
+    others = [s for s in order if s not in strong]
+    palette = dict(zip(others, sns.color_palette("tab20", len(others))))
+    palette.update(zip(strong, ["#c0392b", "#1a3e8c", "#000000"]))
+    grid = sns.relplot(data=data, kind="line", x="ratio", y=metric, hue="signal", hue_order=order, palette=palette,
+                       size="signal", sizes=sizes, size_order=order, col="glitch", col_order=glitches, row="run",
+                       row_order=rows, errorbar="sd", marker="o", height=3.2, aspect=1.2)
+    grid.set_titles("{col_name}\n{row_name}", size=10)
     grid.set(xscale="log", ylim=(-0.02, 1.02))
     ratios = sorted(set(data["ratio"]))
     for ax in grid.axes.flat:
@@ -176,7 +180,8 @@ def low_ratio_gain(metrics: pd.DataFrame, ratio: float = 0.01, signal: str = "cn
                            index=pd.MultiIndex.from_tuples([("average", "", "")], names=out.index.names))
     paper = pd.DataFrame({name_a: [np.nan], name_b: [np.nan], "relative gain": [PAPER_CNCI_GAIN_AT_1PCT]},
                          index=pd.MultiIndex.from_tuples([("paper: about", "", "")], names=out.index.names))
-    return pd.concat([out, average, paper]).round(digits)
+    table = pd.concat([out, average, paper]).round(digits)
+    return table.astype(object).where(table.notna(), "")
 
 
 def signal_by_ratio(metrics: pd.DataFrame, signal: str = "pcid", metric: str = "f1", *,
