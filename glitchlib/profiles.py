@@ -20,8 +20,8 @@ Built-in profiles:
 
 The further experiments of SPEC.md section 9.1-9.5 (glitch ratios, one
 contaminated class, clean twins, corruptions, dirty validation sets) are derived
-from a profile's cells by :func:`study_settings` (134 more cells for
-``embedded``, 603 for ``paper``); ``glitchlib grid --studies`` runs them too.
+from a profile's cells by :func:`study_settings` (136 more cells for
+``embedded``, 612 for ``paper``); ``glitchlib grid --studies`` runs them too.
 
 A YAML profile is either a list of settings mappings, or a mapping with an
 optional ``base`` (fields shared by every cell), an optional ``product`` (fields

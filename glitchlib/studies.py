@@ -191,13 +191,15 @@ def study_cells(settings: Iterable) -> list:
     The ratio ablation uses 3 seeds, the one-class noise and the clean twins 5,
     the corruptions and the dirty validation sets 3; the anomalies of the
     ablation, the corruptions and the dirty validation sets at most
-    :data:`SMALL_N_TRAIN` training samples. Cells the profile already has are
-    not repeated.
+    :data:`SMALL_N_TRAIN` training samples (with the clean twins of seed 0 at
+    that size: the originals of the corrupted images). Cells the profile
+    already has are not repeated.
     """
     settings = list(settings)
     cells = {}
+    gallery = [clean_twin(s) for s in corruption_cells(settings, CORRUPTIONS[:1], seeds=1)]  # originals
     for group in (ratio_ablation(settings), one_contaminated_class(settings), clean_twins(settings),
-                  corruption_cells(settings), dirty_validation(settings)):
+                  corruption_cells(settings), gallery, dirty_validation(settings)):
         for s in group:
             cells.setdefault(s.key(), s)
     return list(cells.values())

@@ -89,10 +89,13 @@ fig = report.plot_ratio_curves(metrics, "f1")
 
 # %%
 example = report.pick_run([s for s in needed if s.ratio == min(ratios)], runs, glitch="uniform", seed=0)
-scores = report.run_scores(store, example)
-stored = metrics[(metrics["key"] == example.key()) & (metrics["signal"] == "cnci")]["f1"]
-Markdown(report.run_caption(example) + f" {int(scores['mask'].sum())} glitches; CNCI's F1: "
-         f"{g.metrics.detection_f1(scores['cnci'], scores['mask']):.3f} (stored: {stored.iloc[0]:.3f}).")
+text = report.run_caption(example)
+if example is not None:
+    scores = report.run_scores(store, example)
+    stored = metrics[(metrics["key"] == example.key()) & (metrics["signal"] == "cnci")]["f1"].iloc[0]
+    f1 = g.metrics.detection_f1(scores["cnci"], scores["mask"])
+    text += f" {int(scores['mask'].sum())} glitches; CNCI's F1: {f1:.3f} (stored: {stored:.3f})."
+Markdown(text)
 
 # %% [markdown]
 # ## Is CNCI the best signal at every ratio?

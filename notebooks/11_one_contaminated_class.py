@@ -69,11 +69,14 @@ Markdown(report.provenance_markdown(runs, profile))
 
 # %%
 example = report.pick_run(needed, runs, seed=0)
-data = g.experiments.load_training_set(example, store=store)
-noise = g.glitches.class_based_noise(data.y_true, example.ratio, example.seed, n_contaminated=1)
-Markdown(report.run_caption(example) + f" Class {data.class_names[next(iter(noise.target_classes))]} → "
-         f"{data.class_names[next(iter(noise.target_classes.values()))]}: {noise.n_glitches} flipped labels "
-         f"(the run: {int(data.mask.sum())}).")
+text = report.run_caption(example)
+if example is not None:
+    data = g.experiments.load_training_set(example, store=store)
+    noise = g.glitches.class_based_noise(data.y_true, example.ratio, example.seed, n_contaminated=1)
+    (source, target), = noise.target_classes.items()
+    text += (f" Class {data.class_names[source]} → {data.class_names[target]}: {noise.n_glitches} flipped "
+             f"labels (the run: {int(data.mask.sum())}).")
+Markdown(text)
 
 # %% [markdown]
 # ## F1 of every signal

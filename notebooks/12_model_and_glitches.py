@@ -78,8 +78,9 @@ Markdown(report.provenance_markdown(runs, profile))
 # the mean of $\ell_i$ and the accuracy per kind:
 
 # %%
-example = report.pick_run(glitched, runs, glitch="mixed", seed=0)
-predictions = g.experiments.load_predictions(example, store=store)
+example = report.pick_run(glitched, runs, glitch="mixed", seed=0) or report.pick_run(glitched, runs)
+predictions = g.experiments.load_predictions(example, store=store) if example else pd.DataFrame(
+    columns=["kind", "loss", "correct"])
 Markdown(report.run_caption(example))
 
 # %% [markdown]
@@ -119,11 +120,12 @@ report.twin_difference_table(runs, pairs)
 # %%
 uniform = [s for s in glitched if s.glitch == "uniform" and s.key() in set(runs["key"])]
 per_run = [g.experiments.load_predictions(s, store=store).assign(run=s.key(), dataset=s.dataset) for s in uniform]
-deciles = report.si_decile_accuracy(pd.concat(per_run, ignore_index=True))
+columns = ["run", "dataset", "kind", "si", "correct"]
+deciles = report.si_decile_accuracy(pd.concat(per_run, ignore_index=True) if per_run else pd.DataFrame(columns=columns))
 fig = report.plot_si_deciles(deciles)
 
 # %% [markdown]
 # The same numbers, mean accuracy per bin and dataset:
 
 # %%
-report.pretty(deciles).pivot_table(index="dataset", columns="bin", values="accuracy").round(3)
+report.pretty(deciles).pivot_table(index="dataset", columns="bin", values="accuracy", aggfunc="mean").round(3)

@@ -52,10 +52,10 @@ store = g.store.Store(results_dir)
 # %% [markdown]
 # The runs (`glitchlib.studies.corruption_cells`: both corruptions for each
 # dataset and model, `corruption_seeds` seeds), and the clean twins of seed 0
-# (`glitchlib.studies.clean_twin`: nothing injected) for the gallery's originals. To keep the new features cheap, the corruption
-# runs use 2,000 training samples (`glitchlib.studies.SMALL_N_TRAIN`, so 200
-# corrupted images each) and 3 seeds on the embedded data. Missing ones are
-# computed now.
+# (`glitchlib.studies.clean_twin`: nothing injected) for the gallery's
+# originals. To keep the new features cheap, the corruption runs use 2,000
+# training samples (`glitchlib.studies.SMALL_N_TRAIN`, so 200 corrupted images
+# each) and 3 seeds on the embedded data. Missing ones are computed now.
 
 # %%
 needed = g.studies.corruption_cells(settings, seeds=corruption_seeds)
@@ -81,8 +81,10 @@ Markdown(report.provenance_markdown(runs, profile))
 # %%
 stripe = report.pick_run([s for s in needed if s.corruption == "stripe"], runs, seed=0)
 bright = report.pick_run([s for s in needed if s.corruption == "brightness"], runs, seed=0)
-sets = [g.experiments.load_training_set(s, store=store) for s in (g.studies.clean_twin(stripe), stripe, bright)]
-corrupted = np.flatnonzero(sets[1].mask)  # spread over the training set, hence over the classes
+done = set(status.loc[status["status"] == "done", "key"])
+trio = [g.studies.clean_twin(stripe), stripe, bright] if stripe and bright else []
+sets = [g.experiments.load_training_set(s, store=store) for s in trio if s.key() in done]
+corrupted = np.flatnonzero(sets[1].mask) if len(sets) == 3 else np.array([], dtype=int)
 index = corrupted[np.linspace(0, len(corrupted) - 1, min(gallery_images, len(corrupted))).astype(int)]
 Markdown(report.run_caption(stripe))
 
@@ -90,10 +92,11 @@ Markdown(report.run_caption(stripe))
 # Rows: original, stripe, brightness.
 
 # %%
-images = np.concatenate([t.x[index].numpy() for t in sets])
-captions = [f"{name} {sets[0].class_names[sets[0].y[i]]}" for name in ("original", "stripe", "bright") for i in index]
-hits = [name != "original" for name in ("original", "stripe", "bright") for _ in index]
-fig = report.plot_gallery(g.data.denormalize(images), captions, hits, ncols=len(index))
+images = np.concatenate([t.x[index].numpy() for t in sets]) if len(index) else np.empty((0, 1, 28, 28))
+names = ("original", "stripe", "bright")
+captions = [f"{name} {sets[0].class_names[sets[0].y[i]]}" for name in names for i in index]
+hits = [name != "original" for name in names for _ in index]
+fig = report.plot_gallery(g.data.denormalize(images), captions, hits, ncols=max(len(index), 1))
 
 # %% [markdown]
 # `glitchlib.glitches.corrupt_images` applied to the originals gives the
@@ -101,7 +104,7 @@ fig = report.plot_gallery(g.data.denormalize(images), captions, hits, ncols=len(
 
 # %%
 {name: bool(np.array_equal(g.glitches.corrupt_images(sets[0].x[index], name).numpy(), t.x[index].numpy()))
- for name, t in (("stripe", sets[1]), ("brightness", sets[2]))}
+ for name, t in zip(("stripe", "brightness"), sets[1:]) if len(index)}
 
 # %% [markdown]
 # ## F1 of every signal
