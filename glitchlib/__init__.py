@@ -30,6 +30,7 @@ _SUBMODULES = (
     "store",
     "config",
     "profiles",
+    "studies",
     "grid",
     "experiments",
     "report",

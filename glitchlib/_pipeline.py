@@ -29,6 +29,13 @@ _SELF_INFLUENCE, _INFLUENCE = "matrices/self_influence.pt", "matrices/influence.
 _INFLUENCE_CNCI, _INFLUENCE_PCID = "matrices/influence_cnci.pt", "matrices/influence_pcid.pt"
 _COUNTERFACTUAL_NPZ = "counterfactual.npz"
 _SUMMARY_JSON = "summary.json"
+_PREDICTIONS_NPZ = "predictions.npz"
+
+#: Kinds of training samples whose average loss and accuracy every run keeps (SPEC.md section 9.3).
+SAMPLE_KINDS = ("clean", "mislabeled", "anomaly", "corrupted")
+# A sub-sample holding at least this share of its loaded split takes its rows from the
+# features of the whole split (computed once, cached), not from a feature set of its own.
+_WHOLE_SPLIT_SHARE = 0.25
 
 #: Version of what a stage computes, kept in its stage-log entry (absent: 1). A finished
 #: stage of another version is recomputed, with the stages after it, and nothing before.
@@ -99,6 +106,26 @@ def _accuracy(pred: torch.Tensor, y: np.ndarray, select: np.ndarray) -> float | 
     return float((pred.numpy()[select] == y[select]).mean())
 
 
+@torch.no_grad()
+def _logits(module: torch.nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
+    module = module.to(device).eval()
+    out = [module(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out)
+
+
+def _mean(values: np.ndarray, select: np.ndarray) -> float | None:
+    return float(values[select].mean()) if select.any() else None
+
+
+def _rows(compute, full: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    """Features of ``full[index]``: from those of the whole of ``full`` when ``index`` holds enough of it."""
+    if len(index) == len(full) and np.array_equal(index, np.arange(len(full))):
+        return compute(full)
+    if len(index) >= _WHOLE_SPLIT_SHARE * len(full):
+        return compute(full)[torch.from_numpy(index)]
+    return compute(full[torch.from_numpy(index)])
+
+
 class _Pipeline:
     """The stages of one run and the artefacts they share.
 
@@ -145,13 +172,20 @@ class _Pipeline:
         return {
             "x_train": d.x_train[train_index], "y_train": d.y_train[train_index],
             "x_test": d.x_test[test_index], "y_test": d.y_test[test_index],
+            "train_index": np.asarray(train_index), "test_index": np.asarray(test_index),
             "n_classes": d.n_classes, "class_names": list(d.class_names), "source": d.source,
         }
 
     def _stage_data(self):
         d = self.loaded
         train_index = _subsample(d.y_train, self.s.n_train, self.s.seed, "n_train")
-        test_index = _subsample(d.y_test, self.s.n_test, self.s.seed, "n_test")
+        n_test = self.s.n_test
+        if self.s.test_share is not None:  # SPEC.md section 9.5: a share of the training set
+            n_test = max(1, math.floor(self.s.test_share * len(train_index) + 1e-9))
+            if n_test > len(d.y_test):
+                raise ValueError(f"test_share={self.s.test_share} asks for {n_test} validation samples but "
+                                 f"{len(d.y_test)} are loaded; lower test_share or n_train")
+        test_index = _subsample(d.y_test, n_test, self.s.seed, "n_test")
         split = self._take(train_index, test_index)
         self._set(split=split)
         self.entry.save_arrays(_DATA_NPZ, train_index=train_index, test_index=test_index)
@@ -168,12 +202,27 @@ class _Pipeline:
     def glitch(self) -> dict[str, Any]:
         arrays = self.entry.load_arrays(_GLITCH_NPZ)
         arrays["kind"] = arrays["kind"].astype(str)
+        arrays.setdefault("corrupt_index", np.flatnonzero(arrays["kind"] == "corrupted"))
+        if "y_test" not in arrays:  # entries without validation noise
+            arrays["y_test"] = self.split["y_test"].numpy()
+            arrays["test_mask"] = np.zeros(len(arrays["y_test"]), dtype=bool)
         return arrays
+
+    @cached_property
+    def corrupted_inputs(self) -> torch.Tensor:
+        """The corrupted training images, in the order of ``corrupt_index`` (SPEC.md section 9.4)."""
+        from . import glitches
+
+        index = torch.from_numpy(self.glitch["corrupt_index"])
+        return glitches.corrupt_images(self.split["x_train"][index], self.s.corruption)
 
     @cached_property
     def dirty_inputs(self) -> torch.Tensor:
         ood_index = self.glitch["ood_index"]
         x = self.split["x_train"]
+        if len(self.glitch["corrupt_index"]):
+            x = x.clone()
+            x[torch.from_numpy(self.glitch["corrupt_index"])] = self.corrupted_inputs
         if len(ood_index):
             x = torch.cat([x, self.ood_pool.x[torch.from_numpy(ood_index)]])
         return x
@@ -186,12 +235,19 @@ class _Pipeline:
         g = glitches.inject(
             s.glitch, split["y_train"].numpy(), s.ratio, s.seed, x=split["x_train"],
             x_ood=None if pool is None else pool.x, y_ood=None if pool is None else pool.y.numpy(),
-            n_classes=split["n_classes"], n_contaminated=s.n_contaminated,
+            n_classes=split["n_classes"], n_contaminated=s.n_contaminated, corruption=s.corruption,
         )
+        y_test, test_mask = split["y_test"].numpy(), np.zeros(len(split["y_test"]), dtype=bool)
+        if s.test_ratio:  # SPEC.md section 9.5: the same kind of noise, the same seed (same T(c))
+            t = glitches.inject(s.glitch, y_test, s.test_ratio, s.seed, n_classes=split["n_classes"],
+                                n_contaminated=s.n_contaminated)
+            y_test, test_mask = t.y, t.mask
         arrays = {
             "y": np.asarray(g.y, dtype=np.int64), "y_true": np.asarray(g.y_true, dtype=np.int64),
             "mask": np.asarray(g.mask, dtype=bool), "kind": np.asarray(g.kind).astype(str),
             "ood_index": np.asarray(g.ood_index, dtype=np.int64),
+            "corrupt_index": np.flatnonzero(np.asarray(g.kind) == "corrupted").astype(np.int64),
+            "y_test": np.asarray(y_test, dtype=np.int64), "test_mask": np.asarray(test_mask, dtype=bool),
         }
         self._set(glitch=arrays)
         targets = g.target_classes
@@ -200,6 +256,8 @@ class _Pipeline:
             "glitch": s.glitch, "n_glitches": int(arrays["mask"].sum()),
             "n_mislabeled": int((arrays["kind"] == "mislabeled").sum()),
             "n_anomalies": int((arrays["kind"] == "anomaly").sum()),
+            "n_corrupted": len(arrays["corrupt_index"]), "corruption": s.corruption,
+            "n_test_noisy": int(test_mask.sum()),
             "target_classes": {str(k): int(v) for k, v in targets.items()} if targets else None,
             "ood_source": self.ood_pool.source_name if len(arrays["ood_index"]) else None,
         })
@@ -227,11 +285,15 @@ class _Pipeline:
         def compute(x):
             return features.compute_features(model, x, device=self.device, cache_dir=cache, progress=self.progress)
 
+        d, split, glitch = self.loaded, self.split, self.glitch
         with file_lock(lock):  # one process computes a feature set, the others then read it
-            train, test = compute(self.split["x_train"]), compute(self.split["x_test"])
-            ood_index = self.glitch["ood_index"]
-            if len(ood_index):
-                train = torch.cat([train, compute(self.ood_pool.x[torch.from_numpy(ood_index)])])
+            train = _rows(compute, d.x_train, split["train_index"])
+            test = _rows(compute, d.x_test, split["test_index"])
+            if len(glitch["corrupt_index"]):  # only the corrupted images are new to the backbone
+                train = train.clone()
+                train[torch.from_numpy(glitch["corrupt_index"])] = compute(self.corrupted_inputs)
+            if len(glitch["ood_index"]):
+                train = torch.cat([train, compute(self.ood_pool.x[torch.from_numpy(glitch["ood_index"])])])
         return {"train": train, "test": test}
 
     def _stage_features(self):
@@ -259,32 +321,45 @@ class _Pipeline:
 
     @cached_property
     def labels(self) -> dict[str, torch.Tensor]:
-        return {"train": torch.from_numpy(self.glitch["y"]), "test": self.split["y_test"]}
+        """Labels given to training (``train``), validation labels given to the influence (``test``,
+        dirty when ``test_ratio`` > 0) and the clean validation labels (``test_clean``)."""
+        return {"train": torch.from_numpy(self.glitch["y"]), "test": torch.from_numpy(self.glitch["y_test"]),
+                "test_clean": self.split["y_test"]}
 
     def _stage_training(self):
         from . import train
 
         f, y = self.features, self.labels
-        result = train.fit(self.model.suffix, f["train"], y["train"], f["test"], y["test"], self.train_settings,
+        # validation accuracy against the clean labels, whatever the influence sees (SPEC.md 9.5)
+        result = train.fit(self.model.suffix, f["train"], y["train"], f["test"], y["test_clean"], self.train_settings,
                            seed=self.s.seed, device=self.device, checkpoint_dir=self.entry.file(_CHECKPOINT_DIR),
                            progress=self.progress)
         self._set(checkpoints=list(result.checkpoints))
         final = result.final_model
         kind, given = self.glitch["kind"], self.glitch["y"]
-        train_pred = _predict(final, f["train"], self.device)
+        logits = _logits(final, f["train"], self.device)
+        train_pred = logits.argmax(1)
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(given), reduction="none").numpy()
         test_pred = _predict(final, f["test"], self.device)
         self.entry.write_frame(HISTORY_FILE, result.history)
+        self.entry.save_arrays(_PREDICTIONS_NPZ, train_pred=train_pred.numpy(), train_loss=loss,
+                               test_pred=test_pred.numpy())
+        per_kind = {}
+        for name in SAMPLE_KINDS:  # average loss and accuracy per kind of sample (SPEC.md 9.3)
+            per_kind[f"train_loss_{name}"] = _mean(loss, kind == name)
+            per_kind[f"train_acc_{name}"] = _accuracy(train_pred, given, kind == name)
         self.entry.write_json(_TRAINING_JSON, {
             "training": _train_dict(self.train_settings),
-            "val_acc": float((test_pred == y["test"]).double().mean()),
+            "val_acc": float((test_pred == y["test_clean"]).double().mean()),
             # accuracy against the labels given to training (SPEC.md section 6's claim)
             "train_acc": float((train_pred.numpy() == given).mean()),
             "train_acc_clean": _accuracy(train_pred, given, kind == "clean"),
             "train_acc_mislabeled": _accuracy(train_pred, given, kind == "mislabeled"),
             "train_acc_anomaly": _accuracy(train_pred, given, kind == "anomaly"),
+            **per_kind,
         })
         files = sorted(f"{_CHECKPOINT_DIR}/{p.name}" for p in self.entry.file(_CHECKPOINT_DIR).glob("epoch_*.pt"))
-        return [HISTORY_FILE, _TRAINING_JSON, *files, f"{_CHECKPOINT_DIR}/{train.CHECKSUMS_FILE}"], {}
+        return [HISTORY_FILE, _TRAINING_JSON, _PREDICTIONS_NPZ, *files, f"{_CHECKPOINT_DIR}/{train.CHECKSUMS_FILE}"], {}
 
     # ------------------------------------------------------- influence
     def _layers(self, choice: str) -> list[str]:
@@ -382,9 +457,12 @@ class _Pipeline:
         table, g = self.scores, self.glitch
         mask, kind = g["mask"], g["kind"]
         signal_names = [c for c in (*signals.SIGNALS, *peers.PEERS) if c in table.columns]
-        rows = [{"signal": name, "f1": metrics.detection_f1(table[name].to_numpy(), mask),
-                 "ap": metrics.average_precision(table[name].to_numpy(), mask),
-                 "auroc": metrics.auroc(table[name].to_numpy(), mask)} for name in signal_names]
+        if mask.any():
+            rows = [{"signal": name, "f1": metrics.detection_f1(table[name].to_numpy(), mask),
+                     "ap": metrics.average_precision(table[name].to_numpy(), mask),
+                     "auroc": metrics.auroc(table[name].to_numpy(), mask)} for name in signal_names]
+        else:  # glitch "none": nothing to detect, the metrics are missing (NaN), not an error
+            rows = [{"signal": name, "f1": math.nan, "ap": math.nan, "auroc": math.nan} for name in signal_names]
         self.entry.write_frame(METRICS_FILE, pd.DataFrame(rows, columns=["signal", "f1", "ap", "auroc"]))
 
         mislabeled = kind == "mislabeled"
@@ -410,6 +488,10 @@ class _Pipeline:
             "train_acc_clean": training["train_acc_clean"],
             "train_acc_mislabeled": training["train_acc_mislabeled"],
             "train_acc_anomaly": training["train_acc_anomaly"],
+            **{f"train_{q}_{name}": training.get(f"train_{q}_{name}")
+               for name in SAMPLE_KINDS for q in ("loss", "acc")},
+            "n_corrupted": int((kind == "corrupted").sum()),
+            "n_test_noisy": int(g["test_mask"].sum()),
             "data_source": data_info["source"],
             "weights_id": self.entry.read_json(_FEATURES_JSON)["weights_id"],
         }

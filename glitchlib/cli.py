@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--verify", action="store_true",
                       help="Check the sha256 of every file of the finished cells (matrices and checkpoints "
                            "included) and recompute the cells that fail.")
+    grid.add_argument("--studies", action="store_true",
+                      help="Also the profile's further experiments (SPEC.md section 9: glitch ratios, one "
+                           "contaminated class, clean twins, corruptions, dirty validation sets).")
     _add_store(grid)
 
     status = commands.add_parser("status", help="Which cells of a profile are done, missing or not runnable.",
@@ -135,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--verify", action="store_true",
                         help="Check the sha256 of every file, matrices, checkpoints and the feature cache "
                              "included (by default matrices and checkpoints are checked by size).")
+    status.add_argument("--studies", action="store_true", help="Also the profile's further experiments.")
     _add_store(status)
 
     report = commands.add_parser("report", help="Print the summary tables of the stored results.",
@@ -211,10 +215,11 @@ def _subparser_error(parser: argparse.ArgumentParser, command: str, message: str
 
 
 def _profile_settings(args, parser):
-    from .profiles import profile_settings
+    from .profiles import profile_settings, study_settings
 
     try:
-        return profile_settings(args.profile)
+        extra = study_settings(args.profile) if getattr(args, "studies", False) else []
+        return profile_settings(args.profile) + extra
     except ValueError as exc:
         _subparser_error(parser, args.command, f"argument --profile: {exc}")
 

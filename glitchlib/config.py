@@ -20,7 +20,7 @@ from . import _validation
 # Datasets of the paper (SPEC.md section 1), glitch kinds (section 2) and the
 # registered model names (``timm:<name>`` selects any timm model as well).
 from .data import DATASETS, TABULAR_DATASETS
-from .glitches import GLITCH_KINDS
+from .glitches import CORRUPTIONS, GLITCH_KINDS
 from .models import MODEL_NAMES as MODELS
 from .models import TABULAR_MODELS
 
@@ -40,6 +40,11 @@ COUNTERFACTUAL_CHOICES = ("all", "head")
 
 # Fields that do not change the numbers, hence are left out of the key.
 _NOT_IN_KEY = frozenset({"device"})
+# Fields added after the first stored results: left out of the key while they keep
+# their default, so that the keys (and the stored results) of earlier cells stay valid.
+_IN_KEY_WHEN_SET = {"corruption": None, "test_ratio": 0.0, "test_share": None}
+#: Largest label-noise ratio of the validation set (SPEC.md section 9.5).
+MAX_TEST_RATIO = 0.5
 
 
 def _help(text: str, default: Any) -> Any:
@@ -88,6 +93,22 @@ class ExperimentSettings:
     )
     n_contaminated: int | None = _help(
         "Class-based noise only: number of contaminated classes (None: every class).", None
+    )
+    corruption: str | None = _help(
+        "glitch='corruption' only: the corruption, one of " + ", ".join(CORRUPTIONS)
+        + " (SPEC.md section 9.4).",
+        None,
+    )
+    test_ratio: float = _help(
+        "Label noise of the validation set in [0, 0.5], of the same kind as the training noise "
+        "(uniform or class-based; SPEC.md section 9.5). Influence uses these dirty validation labels, "
+        "validation accuracy always the clean ones.",
+        0.0,
+    )
+    test_share: float | None = _help(
+        "Validation samples as a share of the training samples, in (0, 1] (None: n_test decides; "
+        "SPEC.md section 9.5 uses 0.15).",
+        None,
     )
     lr: float | None = _help("Learning rate (None: the registered training settings).", None)
     batch_size: int | None = _help("Batch size (None: the registered training settings).", None)
@@ -143,7 +164,10 @@ class ExperimentSettings:
 
     def keyed_dict(self) -> dict[str, Any]:
         """The fields that change the numbers (all but ``device``), hashed by :meth:`key`."""
-        return {k: v for k, v in self.to_dict().items() if k not in _NOT_IN_KEY}
+        return {
+            k: v for k, v in self.to_dict().items()
+            if k not in _NOT_IN_KEY and not (k in _IN_KEY_WHEN_SET and v == _IN_KEY_WHEN_SET[k])
+        }
 
     def key(self) -> str:
         """Stable name of the results-store entry of these settings.
@@ -161,6 +185,12 @@ class ExperimentSettings:
     def label(self) -> str:
         """Short human-readable description, for logs and progress bars."""
         extra = []
+        if self.corruption is not None:
+            extra.append(self.corruption)
+        if self.n_contaminated is not None:
+            extra.append(f"{self.n_contaminated} contaminated class(es)")
+        if self.test_ratio:
+            extra.append(f"validation noise {self.test_ratio:g}")
         if self.n_train is not None:
             extra.append(f"n_train={self.n_train}")
         if not self.pretrained:
@@ -242,6 +272,7 @@ def _validate(s: ExperimentSettings) -> None:
             f"n_contaminated={s.n_contaminated!r} applies to glitch='class-based' only "
             f"(glitch={s.glitch!r}); leave it None"
         )
+    _validate_experiment_fields(s)
     if s.lr is not None and (
         isinstance(s.lr, bool) or not isinstance(s.lr, (int, float)) or not s.lr > 0
     ):
@@ -278,3 +309,28 @@ def _validate_tabular(s: ExperimentSettings) -> None:
     if table and s.glitch in ("anomalies", "mixed"):
         raise ValueError(f"glitch={s.glitch!r} needs out-of-distribution images; anomalies are not defined "
                          f"for tables such as {s.dataset!r}: use uniform or class-based noise")
+
+
+def _validate_experiment_fields(s: ExperimentSettings) -> None:
+    """The fields of SPEC.md section 9's experiments: corruption, test_ratio, test_share."""
+    if s.glitch == "corruption":
+        _choice("corruption", s.corruption, CORRUPTIONS)
+    elif s.corruption is not None:
+        raise ValueError(
+            f"corruption={s.corruption!r} applies to glitch='corruption' only (glitch={s.glitch!r}); leave it None"
+        )
+    if isinstance(s.test_ratio, bool) or not isinstance(s.test_ratio, (int, float)) \
+            or not 0 <= s.test_ratio <= MAX_TEST_RATIO:
+        raise ValueError(f"test_ratio={s.test_ratio!r} must be a number in [0, {MAX_TEST_RATIO}]")
+    if s.test_ratio and s.glitch not in ("uniform", "class-based"):
+        raise ValueError(
+            f"test_ratio={s.test_ratio!r} needs label noise of the same kind in training: "
+            f"glitch='uniform' or 'class-based', not {s.glitch!r}; leave it 0"
+        )
+    if s.test_share is not None:
+        if isinstance(s.test_share, bool) or not isinstance(s.test_share, (int, float)) \
+                or not 0 < s.test_share <= 1:
+            raise ValueError(f"test_share={s.test_share!r} must be None or a number in (0, 1]")
+        if s.n_test is not None:
+            raise ValueError(f"test_share={s.test_share!r} and n_test={s.n_test!r} both set the validation "
+                             "size; give one of them")

@@ -10,14 +10,18 @@ stage            what it computes (and keeps in the entry)
 ================ ================================================================
 data             loads the dataset (embedded or official files) and, for tiny runs,
                  a seeded stratified sub-sample (``data.json``, ``data.npz``)
-inject           the glitches, seeded with the run's seed (``glitch.npz``)
+inject           the glitches, seeded with the run's seed, and the validation
+                 label noise of ``test_ratio`` (``glitch.npz``)
 features         the frozen backbone's features of the clean training inputs, of
-                 the validation inputs and of the appended out-of-distribution
-                 images, in the store's shared content-keyed cache
+                 the validation inputs, of the appended out-of-distribution
+                 images and of the corrupted images, in the store's shared
+                 content-keyed cache
                  (``features.json``); the dirty training set's features are put
                  together from them, never recomputed
 training         SGD on the features, one checkpoint per epoch (``checkpoints/``,
-                 ``history.csv``, ``training.json`` with the accuracies)
+                 ``history.csv``, ``training.json`` with the accuracies and the
+                 average loss per kind of sample, ``predictions.npz`` with the
+                 final model's prediction and loss per training sample)
 influence        TracIn self-influence and train-to-validation matrix
                  (``matrices/self_influence.pt``, ``matrices/influence.pt``)
 counterfactuals  the labels ``c*`` (NIL-opt) and ``b`` (second best) and the two
@@ -58,6 +62,8 @@ from ._pipeline import (
     _INFLUENCE_PCID,
     _SELF_INFLUENCE,
     _SUMMARY_JSON,
+    _PREDICTIONS_NPZ,
+    SAMPLE_KINDS,
     _Pipeline,
     _train_dict,
     outdated_stage,
@@ -88,6 +94,7 @@ __all__ = [
     "load_result",
     "load_training_set",
     "recompute_peers",
+    "load_predictions",
     "environment",
     "profile_settings",
     "runnable",
@@ -120,8 +127,11 @@ class RunResult:
         ``repair_acc_cleanlab`` (cleanlab's suggestion on the same samples),
         ``char_acc_mislabeled``, ``char_acc_anomaly``, ``char_acc`` (mixed only:
         among the top-k of CFRank, the share given the right kind),
-        ``train_acc_clean``, ``train_acc_mislabeled``, ``train_acc_anomaly`` (the
-        final model's accuracy against the labels *given* to training),
+        ``train_acc_<kind>`` and ``train_loss_<kind>`` for the kinds ``clean``,
+        ``mislabeled``, ``anomaly``, ``corrupted`` (the final model's accuracy
+        and average cross-entropy against the labels *given* to training; None
+        without such samples), ``n_corrupted``, ``n_test_noisy`` (validation
+        labels changed by ``test_ratio``),
         ``data_source``, ``weights_id``, ``seconds_<detector>`` (seconds each
         detector of :data:`glitchlib.peers.PEERS` took); ``None`` where undefined.
     metrics : pandas.DataFrame
@@ -174,7 +184,7 @@ class TrainingSet(NamedTuple):
     y: np.ndarray  #: labels given to training (int64)
     y_true: np.ndarray  #: true labels (anomalies: their class in the other dataset)
     mask: np.ndarray  #: True for glitches
-    kind: np.ndarray  #: "clean" | "mislabeled" | "anomaly"
+    kind: np.ndarray  #: "clean" | "mislabeled" | "anomaly" | "corrupted"
     x_test: torch.Tensor
     y_test: np.ndarray
     class_names: list[str]
@@ -307,6 +317,33 @@ def load_training_set(
     )
 
 
+def load_predictions(settings: ExperimentSettings, *, store: Store | str | Path | None = None) -> pd.DataFrame:
+    """What the final model of a finished run does with each training sample (SPEC.md section 9.3).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per training sample (indices of the original training set,
+        appended anomalies last): ``index``, ``y`` (label given to training),
+        ``kind``, ``pred`` (the final model's class), ``correct`` (``pred == y``),
+        ``loss`` (cross-entropy against ``y``, nats) and ``si`` (self-influence).
+
+    Raises
+    ------
+    FileNotFoundError
+        The run is not finished in ``store``.
+    """
+    store = as_store(store)
+    scores = store.load_scores(settings.key())
+    arrays = store.entry(settings.key()).load_arrays(_PREDICTIONS_NPZ)
+    out = scores[["index", "y", "kind"]].copy()
+    out["pred"] = arrays["train_pred"]
+    out["correct"] = out["pred"].to_numpy() == out["y"].to_numpy()
+    out["loss"] = arrays["train_loss"]
+    out["si"] = scores["si"].to_numpy()
+    return out
+
+
 # ---------------------------------------------------------------- environment
 def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
     """Package versions, device, processor or GPU name, git commit and platform."""
@@ -418,9 +455,13 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
     try:
         record = entry.read_record(settings=settings.keyed_dict(), deep=True)
         entry.read_stages(required=True)  # a missing or altered stage log: recomputed
+        if f"train_loss_{SAMPLE_KINDS[0]}" not in record.get("summary", {}):
+            raise _Outdated("it predates the per-kind training loss; recomputing it")
         return _result_from_record(store, entry, record, computed=())
     except FileNotFoundError:
         pass
+    except _Outdated:
+        raise
     except IncompatibleEntry as exc:
         log.warning("results entry %s is not complete (%s); resuming it from its stage log", entry.key, exc)
         entry.invalidate_record()
@@ -485,6 +526,10 @@ def _discard_unfinished(entry: Entry, *, keep_checkpoints: bool) -> None:
                 path.rmdir()  # empty folders only
         else:
             path.unlink(missing_ok=True)
+
+
+class _Outdated(IncompatibleEntry):
+    """A complete entry written by an earlier glitchlib that lacks numbers this one keeps."""
 
 
 def _first_stage_to_compute(entry: Entry) -> int:

@@ -1,6 +1,6 @@
 """Seeded injection of data glitches (SPEC.md section 2).
 
-Four injectors, pure functions on arrays; each returns a :class:`GlitchSet` with the
+Six injectors, pure functions on arrays; each returns a :class:`GlitchSet` with the
 labels given to training, the true labels, the glitch mask and every sample's kind:
 
 * :func:`uniform_noise`: ``floor(r*n)`` samples get a label drawn uniformly from the
@@ -9,7 +9,10 @@ labels given to training, the true labels, the glitch mask and every sample's ki
   its samples to one target class ``T(c) != c``;
 * :func:`anomalies`: ``floor(r*n)`` images of one out-of-distribution class, all
   with one random in-distribution label, appended after the originals;
-* :func:`mixed`: uniform noise and anomalies, ``ratio`` of the original ``n`` each.
+* :func:`mixed`: uniform noise and anomalies, ``ratio`` of the original ``n`` each;
+* :func:`corruptions`: ``floor(r*n)`` images corrupted in place (MNIST-C's stripe or
+  brightness, SPEC.md section 9.4), labels kept;
+* :func:`no_glitch`: nothing injected, the clean twin of a glitched run (SPEC.md 9.3).
 
 >>> from glitchlib import glitches
 >>> g = glitches.uniform_noise([0, 1, 2, 3] * 5, ratio=0.1, seed=0)
@@ -34,10 +37,13 @@ from . import _validation
 __all__ = [
     "GLITCH_KINDS", "CLEAN", "MISLABELED", "ANOMALY", "GlitchSet", "glitch_count",
     "uniform_noise", "class_based_noise", "anomalies", "mixed", "inject",
+    "CORRUPTED", "CORRUPTIONS", "corruptions", "corrupt_images", "no_glitch",
 ]
 
-GLITCH_KINDS = ("uniform", "class-based", "anomalies", "mixed")
-CLEAN, MISLABELED, ANOMALY = "clean", "mislabeled", "anomaly"
+GLITCH_KINDS = ("uniform", "class-based", "anomalies", "mixed", "corruption", "none")
+CLEAN, MISLABELED, ANOMALY, CORRUPTED = "clean", "mislabeled", "anomaly", "corrupted"
+#: Corruptions of :func:`corruptions` (MNIST-C, Mu and Gilmer 2019; SPEC.md section 9.4).
+CORRUPTIONS = ("stripe", "brightness")
 MAX_RATIO = 0.5
 
 
@@ -55,10 +61,11 @@ class GlitchSet:
     mask : numpy.ndarray of bool, shape (n_dirty,)
         True for glitched samples.
     kind : numpy.ndarray of str, shape (n_dirty,)
-        ``"clean"``, ``"mislabeled"`` or ``"anomaly"`` per sample.
+        ``"clean"``, ``"mislabeled"``, ``"anomaly"`` or ``"corrupted"`` per sample.
     x : torch.Tensor, numpy.ndarray or None
-        The inputs with the anomalies appended after the originals (same type as the
-        ``x`` given); None for pure label noise.
+        The inputs with the anomalies appended after the originals, or with the
+        corrupted images in place (same type as the ``x`` given); None for pure
+        label noise and for :func:`no_glitch`.
     ood_index : numpy.ndarray of int64
         Indices into ``x_ood`` of the appended anomalies, in append order (empty if none).
     target_classes : dict[int, int] or None
@@ -87,7 +94,8 @@ class GlitchSet:
     def __repr__(self) -> str:
         return (f"GlitchSet(glitch={self.glitch!r}, n={len(self.y)}, "
                 f"mislabeled={int((self.kind == MISLABELED).sum())}, "
-                f"anomaly={int((self.kind == ANOMALY).sum())})")
+                f"anomaly={int((self.kind == ANOMALY).sum())}, "
+                f"corrupted={int((self.kind == CORRUPTED).sum())})")
 
 
 # ------------------------------------------------------------------ checks
@@ -366,20 +374,174 @@ def mixed(x, y, x_ood, y_ood, ratio: float, seed: int,
         x=anomaly.x, ood_index=anomaly.ood_index, target_classes=None, glitch="mixed")
 
 
+# ------------------------------------------------------------------ corruptions
+
+def _check_corruption(corruption, strength) -> tuple[str, float]:
+    if corruption not in CORRUPTIONS:
+        raise ValueError(f"corruption must be one of {', '.join(CORRUPTIONS)}; got {corruption!r}")
+    if (isinstance(strength, bool) or not isinstance(strength, numbers.Real)
+            or not 0 < strength <= 1):
+        raise ValueError(f"strength must lie in (0, 1], got {strength!r}")
+    return corruption, float(strength)
+
+
+def corrupt_images(x, corruption: str = "stripe", strength: float = 0.3):
+    """Apply one MNIST-C corruption to every image of ``x`` (SPEC.md section 9.4).
+
+    The corruption acts on pixel values in [0, 1]: the normalised images are
+    mapped back (``x * 0.5 + 0.5``), corrupted, and normalised again
+    (``(v - 0.5) / 0.5``), so the result is normalised like every input.
+
+    * ``"stripe"``: invert (``1 - v``) the ``W // 4`` leftmost and the ``W // 4``
+      rightmost columns (columns 0-6 and 21-27 of a 28 x 28 image); ``strength``
+      is not used.
+    * ``"brightness"``: ``clip(v + strength, 0, 1)`` per pixel (on grey images
+      MNIST-C's shift of the HSV value).
+
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray, shape (n, C, H, W)
+        Normalised images (values in [-1, 1]), floating point.
+    corruption : {"stripe", "brightness"}
+    strength : float
+        Brightness shift ``c`` in (0, 1], default 0.3.
+
+    Returns
+    -------
+    Same type and dtype as ``x``
+        The corrupted images (a new array; ``x`` is not modified).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``corruption``, ``strength`` outside (0, 1], ``x`` not a
+        floating-point ``N x C x H x W`` array.
+    """
+    corruption, strength = _check_corruption(corruption, strength)
+    if not hasattr(x, "shape") or len(x.shape) != 4:
+        raise ValueError(f"x must hold N x C x H x W images, got shape {getattr(x, 'shape', None)}")
+    is_torch = isinstance(x, torch.Tensor)
+    floating = x.is_floating_point() if is_torch else np.issubdtype(np.asarray(x).dtype, np.floating)
+    if not floating:
+        raise ValueError("x must hold floating-point (normalised) images")
+    out = x.clone() if is_torch else np.array(x, copy=True)
+    if corruption == "stripe":  # only the two bands change; the other columns stay bit for bit
+        width = out.shape[-1]
+        band = width // 4
+        for columns in (slice(0, band), slice(width - band, width)):
+            out[..., columns] = _normalise(1 - _unit(out[..., columns]))
+        return out
+    shifted = _unit(out) + strength
+    return _normalise(shifted.clamp(0, 1) if is_torch else np.clip(shifted, 0, 1))
+
+
+def _unit(x):
+    """Normalised values back in [0, 1] (SPEC.md section 1: ``x = (v - 0.5) / 0.5``)."""
+    return x * 0.5 + 0.5
+
+
+def _normalise(v):
+    return (v - 0.5) / 0.5
+
+
+def corruptions(x, y, ratio: float, seed: int, *, corruption: str = "stripe", strength: float = 0.3,
+                n_classes: int | None = None) -> GlitchSet:
+    """Corrupted images: ``floor(ratio*n)`` images corrupted in place, labels kept (SPEC.md section 9.4).
+
+    The corrupted samples are drawn uniformly without replacement and changed by
+    :func:`corrupt_images`; their labels stay right, the mask marks them and
+    their kind is ``"corrupted"`` (scored like anomalies: detectors should rank
+    them first).
+
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray, shape (n, C, H, W)
+        Normalised training images (values in [-1, 1]).
+    y : array-like of int, shape (n,)
+        Training labels (kept as they are).
+    ratio : float
+        Share of images to corrupt, in ``(0, 0.5]``.
+    seed : int
+    corruption : {"stripe", "brightness"}
+    strength : float
+        Brightness shift in (0, 1] (default 0.3); unused by ``"stripe"``.
+    n_classes : int, optional
+        Default ``max(y) + 1``.
+
+    Returns
+    -------
+    GlitchSet
+        ``x`` the images with the corrupted ones in place (same type as the given
+        ``x``, ``n`` rows), ``y == y_true``, ``kind`` ``"corrupted"`` where ``mask``.
+
+    Raises
+    ------
+    ValueError
+        Bad ``ratio``, ``seed``, labels, ``corruption`` (e.g. ``"blur"``) or
+        ``strength``, or ``x`` and ``y`` of different lengths.
+    """
+    y_true = _labels(y, "y")
+    ratio, seed = _check_ratio(ratio), _check_seed(seed)
+    _check_corruption(corruption, strength)
+    _n_classes(y_true, n_classes)
+    n = len(y_true)
+    _check_length(x, n, "x", "y")
+    count = _nonzero(glitch_count(ratio, n), ratio, n)
+    chosen = np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
+    x_new = x.clone() if isinstance(x, torch.Tensor) else np.array(x, copy=True)
+    index = torch.from_numpy(chosen) if isinstance(x, torch.Tensor) else chosen
+    x_new[index] = corrupt_images(x[index], corruption, strength)
+    mask = np.zeros(n, dtype=bool)
+    mask[chosen] = True
+    return GlitchSet(y=y_true.copy(), y_true=y_true, mask=mask, kind=np.where(mask, CORRUPTED, CLEAN),
+                     x=x_new, ood_index=np.empty(0, dtype=np.int64), target_classes=None,
+                     glitch="corruption")
+
+
+def no_glitch(y, ratio: float = 0.1, seed: int = 0, n_classes: int | None = None) -> GlitchSet:
+    """The clean twin of a glitched run: nothing injected, the mask all False (SPEC.md section 9.3).
+
+    ``ratio`` and ``seed`` are checked like every injector's, so that a twin has
+    valid settings, and otherwise ignored.
+
+    Returns
+    -------
+    GlitchSet
+        ``y == y_true`` (a copy of ``y``), ``mask`` all False, ``kind`` all
+        ``"clean"``, ``x`` None.
+    """
+    y_true = _labels(y, "y")
+    _check_ratio(ratio), _check_seed(seed)
+    _n_classes(y_true, n_classes)
+    return _label_noise(y_true.copy(), y_true, np.empty(0, dtype=np.int64), "none", None)
+
+
 def inject(kind: str, y, ratio: float, seed: int, *, x=None, x_ood=None, y_ood=None,
-           n_classes: int | None = None, n_contaminated: int | None = None) -> GlitchSet:
+           n_classes: int | None = None, n_contaminated: int | None = None,
+           corruption: str | None = None, strength: float = 0.3) -> GlitchSet:
     """Inject glitches of ``kind`` (one of :data:`GLITCH_KINDS`) by name.
 
-    ``x``, ``x_ood`` and ``y_ood`` are required for ``"anomalies"`` and ``"mixed"``;
-    ``n_contaminated`` only applies to ``"class-based"``.
+    ``x``, ``x_ood`` and ``y_ood`` are required for ``"anomalies"`` and ``"mixed"``,
+    ``x`` for ``"corruption"`` (``corruption`` None means ``"stripe"``); ``n_contaminated`` only applies
+    to ``"class-based"``. ``"none"`` injects nothing (``ratio`` is checked, then
+    ignored).
     """
     _validation.as_choice(kind, "kind", GLITCH_KINDS)
     if n_contaminated is not None and kind != "class-based":
         raise ValueError(f"n_contaminated only applies to kind='class-based', not {kind!r}")
+    if corruption is not None and kind != "corruption":
+        raise ValueError(f"corruption only applies to kind='corruption', not {kind!r}")
     if kind == "uniform":
         return uniform_noise(y, ratio, seed, n_classes)
     if kind == "class-based":
         return class_based_noise(y, ratio, seed, n_classes, n_contaminated)
+    if kind == "none":
+        return no_glitch(y, ratio, seed, n_classes)
+    if kind == "corruption":
+        if x is None:
+            raise ValueError("kind='corruption' needs x")
+        return corruptions(x, y, ratio, seed, corruption="stripe" if corruption is None else corruption,
+                           strength=strength, n_classes=n_classes)
     missing = [name for name, v in (("x", x), ("x_ood", x_ood), ("y_ood", y_ood)) if v is None]
     if missing:
         raise ValueError(f"kind={kind!r} needs {', '.join(missing)}")

@@ -19,6 +19,11 @@ Built-in profiles:
     ``efficientnet_lite0``, the four glitches, seed 0: 8 cells that take seconds
     each once the features of the few hundred images are computed.
 
+The further experiments of SPEC.md section 9.1-9.5 (glitch ratios, one
+contaminated class, clean twins, corruptions, dirty validation sets) are derived
+from a profile's cells by :func:`study_settings` (136 more cells for
+``embedded``, 612 for ``paper``); ``glitchlib grid --studies`` runs them too.
+
 A YAML profile is either a list of settings mappings, or a mapping with an
 optional ``base`` (fields shared by every cell), an optional ``product`` (fields
 mapped to lists of values; every combination is one cell) and an optional
@@ -41,7 +46,7 @@ from typing import Any
 
 from .config import ExperimentSettings, field_names
 
-__all__ = ["PROFILES", "profile_settings", "runnable", "settings_from_yaml", "tabular_cells"]
+__all__ = ["PROFILES", "profile_settings", "study_settings", "runnable", "settings_from_yaml", "tabular_cells"]
 
 _GLITCHES = ("uniform", "class-based", "anomalies", "mixed")
 _SEEDS = (0, 1, 2, 3, 4)
@@ -133,6 +138,20 @@ def profile_settings(profile: str | Path) -> list[ExperimentSettings]:
         f"profile={str(profile)!r} is neither a built-in profile ({', '.join(PROFILES)}) "
         "nor an existing .yaml/.yml file"
     )
+
+
+def study_settings(profile: str | Path) -> list[ExperimentSettings]:
+    """The cells of the further experiments (SPEC.md section 9.1-9.5) for a profile's cells.
+
+    :func:`glitchlib.studies.study_cells` of :func:`profile_settings`, less the
+    cells the profile already has (e.g. the ratio ablation's 10 % cells).
+    Raises ``ValueError`` as :func:`profile_settings` does.
+    """
+    from .studies import study_cells
+
+    cells = profile_settings(profile)
+    keys = {s.key() for s in cells}
+    return [s for s in study_cells(cells) if s.key() not in keys]
 
 
 def settings_from_yaml(path: str | Path) -> list[ExperimentSettings]:
@@ -289,7 +308,7 @@ def _inputs_available(s: ExperimentSettings) -> tuple[bool, str]:
     ok, reason = _data_available(s.dataset, s.data_root)
     if not ok:
         return ok, reason
-    if s.glitch in ("anomalies", "mixed"):
+    if s.glitch in ("anomalies", "mixed"):  # "corruption" and "none" need no pool
         from .data import OOD_SOURCE
 
         source = OOD_SOURCE[s.dataset]

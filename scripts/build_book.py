@@ -2,11 +2,12 @@
 
     python scripts/build_book.py --profile embedded --results results
 
-1. ``glitchlib grid --profile <profile> --store <results> -j <jobs> --verify`` computes
-   the missing cells of the profile's grid (finished cells are read, never
-   recomputed; a cell with a file that fails its sha256 is recomputed): in this
-   process with one job, on a local Dask cluster of ``jobs`` worker processes
-   otherwise, or on a running Dask scheduler with ``--scheduler``.
+1. ``glitchlib grid --profile <profile> --studies --store <results> -j <jobs> --verify``
+   computes the missing cells of the profile's grid and of its further experiments
+   (finished cells are read, never recomputed; a cell with a file that fails its
+   sha256 is recomputed): in this process with one job, on a local Dask cluster of
+   ``jobs`` worker processes otherwise, or on a running Dask scheduler with
+   ``--scheduler``.
 2. Every ``notebooks/*.py`` (jupytext percent format) is executed with papermill
    on the ``glitchlib`` kernel, with the parameters of ``book/params/<profile>.yaml``
    (each notebook receives those its ``parameters`` cell defines) plus
@@ -76,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_grid:
         start = time.perf_counter()
         where = ["--scheduler", args.scheduler] if args.scheduler else ["-j", str(args.jobs)]
-        _step(f"results: glitchlib grid --profile {args.profile} --store {results_param} {' '.join(where)} --verify")
+        _step(f"results: glitchlib grid --profile {args.profile} --studies --store {results_param} "
+              f"{' '.join(where)} --verify")
         from glitchlib.cli import main as glitchlib_main
 
-        if glitchlib_main(["grid", "--profile", str(args.profile), "--store", str(results), *where, "--verify"]):
+        if glitchlib_main(["grid", "--profile", str(args.profile), "--studies", "--store", str(results), *where,
+                           "--verify"]):
             return _fail("some runs of the grid failed (see above); the store keeps the finished ones")
         times["grid"] = time.perf_counter() - start
 

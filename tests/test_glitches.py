@@ -238,7 +238,7 @@ def test_inject_dispatches():
     for kind, f in (("anomalies", G.anomalies), ("mixed", G.mixed)):
         got = G.inject(kind, y, 0.1, 1, x=x, x_ood=x_ood, y_ood=y_ood)
         assert np.array_equal(got.y, f(x, y, x_ood, y_ood, 0.1, 1).y)
-    assert G.GLITCH_KINDS == ("uniform", "class-based", "anomalies", "mixed")
+    assert G.GLITCH_KINDS == ("uniform", "class-based", "anomalies", "mixed", "corruption", "none")
 
 
 # ------------------------------------------------------------------ bad inputs

@@ -25,7 +25,9 @@ product:
   glitch: [uniform, class-based, anomalies, mixed]
 """
 TINY_PARAMETERS = {"compute_missing": True, "low_ratio": 0.05, "low_ratio_seeds": 1, "example_seed": 0, "n_images": 4,
-                   "n_train": 200, "n_test": 100, "per_class": 30}
+                   "n_train": 200, "n_test": 100, "per_class": 30,
+                   # 1 % of 20 samples per class is none; 30 validation samples per 100 give each class one noisy label
+                   "ratios": [0.05, 0.1], "test_share": 0.3}
 #: Chapters that build one run from the library's primitives alone (no store, no report).
 PRIMITIVE_CHAPTERS = {"00_one_run", "20_your_own_images"}
 

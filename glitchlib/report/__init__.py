@@ -32,7 +32,10 @@ the package has one job:
     the paper's tabular claim beside ours, and peers' stored scores;
 :mod:`~glitchlib.report.samples`
     one run's training samples: the most suspicious ones as images, label
-    confusion and repairs.
+    confusion and repairs;
+:mod:`~glitchlib.report.studies`
+    the paper's further experiments (SPEC.md section 9.1-9.5): glitch ratio,
+    loss and accuracy per kind of sample, clean twins, dirty validation sets.
 """
 
 from __future__ import annotations
@@ -87,6 +90,24 @@ from .samples import (
     top_suspects,
 )
 from .tabular import EARLIER_SIGNALS, PAPER_TABULAR_CNCI_F1, influence_parameters, peer_f1, tabular_claim
+from .studies import (
+    PAPER_CNCI_GAIN_AT_1PCT,
+    PAPER_KIND_LOSS_ACCURACY,
+    PAPER_TWIN_DIFFERENCE,
+    dirty_validation_table,
+    kind_table,
+    low_ratio_gain,
+    plot_dirty_validation,
+    plot_ratio_curves,
+    plot_si_deciles,
+    claim_table_by,
+    si_decile_accuracy,
+    signal_by_ratio,
+    twin_difference_table,
+    twin_pairs,
+    validation_pairs,
+    with_fields,
+)
 from .tables import (
     DETECTION_STAGES,
     PAPER_SIGNAL_SHARE,
@@ -176,4 +197,20 @@ __all__ = [
     "detector_claims",
     "claim_summary",
     "winner_summary",
+    "PAPER_CNCI_GAIN_AT_1PCT",
+    "PAPER_KIND_LOSS_ACCURACY",
+    "PAPER_TWIN_DIFFERENCE",
+    "with_fields",
+    "plot_ratio_curves",
+    "claim_table_by",
+    "low_ratio_gain",
+    "signal_by_ratio",
+    "kind_table",
+    "twin_pairs",
+    "twin_difference_table",
+    "si_decile_accuracy",
+    "plot_si_deciles",
+    "validation_pairs",
+    "dirty_validation_table",
+    "plot_dirty_validation",
 ]

@@ -38,6 +38,8 @@ GLITCH_NAMES = {
     "class-based": "class-based noise",
     "anomalies": "anomalies",
     "mixed": "mixed",
+    "corruption": "corrupted images",
+    "none": "no glitch",
 }
 SIGNAL_NAMES = {
     "si": "SI",
