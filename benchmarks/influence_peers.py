@@ -194,7 +194,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads, device {device}")
     print(f"n={args.n}, m={args.m}, T={args.checkpoints}, batch {args.batch}; ratio = peer s / glitchlib s")
-    print(f"{'':<43}{'---------- wall ----------':>25}{'---------- cpu -----------':>25}")
+    print(f"{'':<43}{' wall-clock ':-^25}{' process CPU ':-^25}")
     print(f"{'model':<22}{'peer':<21}{'ours s':>9}{'peer s':>9}{'ratio':>7}{'ours s':>9}{'peer s':>9}{'ratio':>7}"
           f"{'rel. error':>11}")
     rows = [row for name in args.models for row in compare(name, args.n, args.m, args, device)]

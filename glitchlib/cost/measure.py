@@ -13,6 +13,8 @@ Three primitives, each with one job:
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import threading
 import time
@@ -45,6 +47,15 @@ def timed(call: Callable[[], Any], device: str | torch.device = "cpu") -> tuple[
     return result, time.perf_counter() - start
 
 
+def _release_free_memory() -> None:
+    """Hand the C heap's free memory back to the system (glibc ``malloc_trim``), so that
+    memory freed earlier and reused by the measured block does not hide its growth."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _resident_bytes() -> int | None:
     """Resident set size of this process in bytes (Linux ``/proc``), None elsewhere."""
     try:
@@ -65,7 +76,9 @@ class PeakMemory:
         ``"cpu"``: the peak resident set size of the process minus the one on
         entry, sampled every ``interval`` seconds by a background thread (torch
         releases the GIL in its kernels, so the thread keeps sampling); a peak
-        shorter than the interval can be missed.
+        shorter than the interval can be missed. On entry, free heap memory is
+        handed back to the system (glibc's ``malloc_trim``), so that the block's
+        allocations show in the resident size rather than reuse freed pages.
     interval : float
         Sampling period on the CPU, in seconds.
 
@@ -97,6 +110,8 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
             return self
+        gc.collect()
+        _release_free_memory()
         start = _resident_bytes()
         if start is None:
             return self

@@ -107,8 +107,8 @@ class ScalingSettings:
 
 
 #: Cheap sweeps for the book (about a minute on two idle CPU cores).
-BOOK_SCALING = ScalingSettings(n_values=(2_000, 4_000, 8_000, 16_000), m_values=(250, 500, 1_000, 2_000),
-                               n_fixed=4_000, m_fixed=1_000, d_n=256, d_m=128, k_values=(256,))
+BOOK_SCALING = ScalingSettings(n_values=(5_000, 10_000, 20_000, 40_000), m_values=(250, 500, 1_000, 2_000),
+                               n_fixed=4_000, m_fixed=500, d_n=256, d_m=128, k_values=(256,))
 
 
 def _checkpoints(model: nn.Module, t: int, gen: torch.Generator) -> list[tuple[dict, float]]:
