@@ -46,7 +46,7 @@ recompute_costs = False  # measure T1 and the influence sweep again, even if sto
 import pandas as pd
 import seaborn as sns
 import torch
-from IPython.display import Markdown
+from IPython.display import Markdown, display
 
 import glitchlib as g
 from glitchlib import cost, report
@@ -73,10 +73,11 @@ Markdown(report.provenance_markdown(runs, profile))
 # %% [markdown]
 # ## $T_1$ to $T_4$ in the paper's setting
 #
-# The paper's setting is MNIST (here the embedded 10 %: 6,000 training and 1,000
-# validation images) with each model's own epochs. We take the class-based runs
-# of every model of the profile that can run on this machine (models whose
-# weights are missing are listed with the reason).
+# The paper's setting is MNIST, 10 % of the samples (for the `embedded` profile,
+# the 6,000 training and 1,000 validation images shipped with the package), with
+# each model's own epochs. We take the class-based runs of every model of the
+# profile that can run on this machine (models whose weights are missing are
+# listed with the reason); the table's last row gives the sizes and epochs used.
 
 # %%
 cells, not_runnable = cost.cost_cells(settings, dataset="mnist", glitch="class-based")
@@ -90,21 +91,24 @@ Markdown("Models measured: " + ", ".join(f"`{c.dataset}` · `{c.model}`" for c i
 # seconds per image of one training epoch of the whole model. Here the backbone
 # runs once over the training and validation images and the head trains on the
 # cached features: $T_1^{\text{ours}} = (n + m)\, c_{\text{backbone}} + t_{\text{head}}$.
-# A full paper-way epoch costs minutes on this machine, so both per-image costs are
-# timed on the first `timing_sample` training images (one epoch of
+# Timing the paper's way in full would repeat the backbone pass every epoch at every
+# build, so both per-image costs are timed on the first `timing_sample` training
+# images (one epoch of
 # `glitchlib.train.fit` on the whole model; one `compute_features` pass), after an
 # untimed warm-up, and multiplied by the image counts above. The measurement is
 # stored in the results store and read back on later builds.
 
 # %%
-measured = {}
+records = {}
 for cell in cells:
     spec = cost.TrainingCostSettings.from_experiment(cell, sample=timing_sample)
-    stored = cost.stored_benchmark(store, "training-cost", spec.to_dict(),
-                                   lambda: cost.measure_training_cost(spec), recompute=recompute_costs,
-                                   compute_missing=compute_missing)
-    measured[cell.model] = stored["result"]
-pd.DataFrame(measured).T
+    records[cell.model] = cost.stored_benchmark(store, "training-cost", spec.to_dict(),
+                                                lambda: cost.measure_training_cost(spec),
+                                                recompute=recompute_costs, compute_missing=compute_missing)
+measured = {model: r["result"] for model, r in records.items()}
+pd.DataFrame({model: {**r["result"], "machine": r["environment"]["machine"],
+                      "torch threads": r["environment"]["torch_threads"], "measured at": r["created"]}
+              for model, r in records.items()}).T
 
 # %% [markdown]
 # **The four parts.** $t_{\text{head}}$, $T_2$ (stage `influence`), $T_3$ (stage
@@ -173,6 +177,8 @@ scaling = cost.stored_benchmark(store, "influence-scaling", cost.BOOK_SCALING.to
                                 lambda: cost.run_scaling(cost.BOOK_SCALING).to_dict("records"),
                                 recompute=recompute_costs, compute_missing=compute_missing)
 sweep = pd.DataFrame(scaling["result"])
+env = scaling["environment"]
+display(Markdown(f"Measured on {env['machine']}, {env['torch_threads']} torch threads, at {scaling['created']}."))
 sweep.round(3)
 
 # %% [markdown]

@@ -85,7 +85,7 @@ class ScalingSettings:
     m_fixed: int = 1_000
     d_n: int = 2_000
     d_m: int = 1_000
-    k_values: tuple[int, ...] = (128, 512, 2_048, 8_192)
+    k_values: tuple[int, ...] = (64, 256, 1_024)
     features: int = 1280
     n_classes: int = 10
     checkpoints: int = 4
