@@ -36,7 +36,7 @@
 profile = "embedded"  # embedded, paper, tiny, or a profile YAML file
 results_dir = "results"  # the results store
 compute_missing = True  # compute missing runs and cost measurements (slow on a CPU)
-timing_sample = 512  # training images timed for the backbone's cost (T1)
+timing_sample = 256  # training images timed for the backbone's cost (T1)
 recompute_costs = False  # measure T1 and the influence sweep again, even if stored
 
 # %% [markdown]
@@ -94,8 +94,10 @@ Markdown("Models measured: " + ", ".join(f"`{c.dataset}` · `{c.model}`" for c i
 # Timing the paper's way in full would repeat the backbone pass every epoch at every
 # build, so both per-image costs are timed on the first `timing_sample` training
 # images (one epoch of
-# `glitchlib.train.fit` on the whole model; one `compute_features` pass), after an
-# untimed warm-up, and multiplied by the image counts above. The measurement is
+# `glitchlib.train.fit` on the whole model; one `compute_features` pass; batches
+# of the run's size; the fastest of three passes each, the least slowed down by
+# other processes), after an untimed warm-up, and multiplied by the image counts
+# above. The measurement is
 # stored in the results store and read back on later builds.
 
 # %%
@@ -107,15 +109,16 @@ for cell in cells:
                                                 recompute=recompute_costs, compute_missing=compute_missing)
 measured = {model: r["result"] for model, r in records.items()}
 pd.DataFrame({model: {**r["result"], "machine": r["environment"]["machine"],
-                      "torch threads": r["environment"]["torch_threads"], "measured at": r["created"]}
-              for model, r in records.items()}).T
+                      "torch threads": r["environment"]["torch_threads"], "measured at": r["created"],
+                      "load average": r.get("load_average")} for model, r in records.items()}).T
 
 # %% [markdown]
 # **The four parts.** $t_{\text{head}}$, $T_2$ (stage `influence`), $T_3$ (stage
 # `counterfactuals`) and $T_4$ (stage `signals`) are the stage times the pipeline
 # recorded for these runs (mean over seeds); both $T_1$ come from the per-image
 # costs above. The machine is shared, so every time carries its load at the
-# moment it was taken.
+# moment it was taken (the load average is the number of processes running or
+# waiting for one of its cores).
 
 # %%
 cost.t1_to_t4_table(timings, runs, measured, cells)
@@ -178,7 +181,8 @@ scaling = cost.stored_benchmark(store, "influence-scaling", cost.BOOK_SCALING.to
                                 recompute=recompute_costs, compute_missing=compute_missing)
 sweep = pd.DataFrame(scaling["result"])
 env = scaling["environment"]
-display(Markdown(f"Measured on {env['machine']}, {env['torch_threads']} torch threads, at {scaling['created']}."))
+display(Markdown(f"Measured on {env['machine']}, {env['torch_threads']} torch threads, at {scaling['created']}, "
+                 f"load average before and after {scaling.get('load_average')}."))
 sweep.round(3)
 
 # %% [markdown]

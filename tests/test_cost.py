@@ -102,6 +102,7 @@ def test_stored_benchmark_computes_once(tmp_path):
     again = cost.stored_benchmark(tmp_path, "demo", {"a": 1}, compute)
     assert first["result"] == again["result"] == {"value": 1} and len(calls) == 1
     assert again["settings"] == {"a": 1} and "torch_threads" in again["environment"]
+    assert len(again["load_average"]) == 2
     assert cost.stored_benchmark(tmp_path, "demo", {"a": 1}, compute, recompute=True)["result"] == {"value": 2}
     assert cost.benchmark_path(tmp_path, "demo", {"a": 2}) != cost.benchmark_path(tmp_path, "demo", {"a": 1})
     with pytest.raises(FileNotFoundError, match="compute_missing=True"):

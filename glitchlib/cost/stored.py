@@ -2,7 +2,9 @@
 
 Layout: ``<store root>/benchmarks/<name>-<digest>.json`` where ``digest`` hashes
 the settings, so results of other settings never mix. Each file holds
-``{"name", "settings", "environment", "created", "result"}`` and is written
+``{"name", "settings", "environment", "created", "load_average", "result"}``
+(``load_average``: the system's 1-minute load average before and after the
+computation, which tells how busy a shared machine was) and is written
 atomically (an interrupted run leaves no partial file).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +21,14 @@ from typing import Any
 from ..store import as_store, read_json, write_json
 
 __all__ = ["benchmark_path", "stored_benchmark"]
+
+
+def _load_average() -> float | None:
+    """The system's 1-minute load average (processes running or waiting for a core), None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def benchmark_path(store: Any, name: str, settings: Mapping[str, Any]) -> Path:
@@ -61,7 +72,7 @@ def stored_benchmark(
     Returns
     -------
     dict
-        ``{"name", "settings", "environment", "created", "result", "path"}``.
+        ``{"name", "settings", "environment", "created", "load_average", "result", "path"}``.
 
     Raises
     ------
@@ -77,12 +88,15 @@ def stored_benchmark(
         raise FileNotFoundError(
             f"no stored {name} result for these settings at {path}; pass compute_missing=True to compute it"
         )
+    before = _load_average()
+    result = compute()
     record = {
         "name": name,
         "settings": dict(settings),
         "environment": environment(device),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "result": compute(),
+        "load_average": [before, _load_average()],
+        "result": result,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, record)

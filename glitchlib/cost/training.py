@@ -61,6 +61,9 @@ class TrainingCostSettings:
     sample : int
         Training images timed (the first ``sample`` of the loaded training set);
         per-image costs are the measured seconds divided by it.
+    repeats : int
+        Timed repetitions of each pass; the fastest counts (the one least slowed
+        down by other processes on a shared machine).
     device : str
         Where to run.
     """
@@ -74,15 +77,18 @@ class TrainingCostSettings:
     data_root: str | None = None
     lr: float = 0.02
     batch_size: int = 128
-    sample: int = 512
+    sample: int = 256
+    repeats: int = 3
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         if int(self.sample) != self.sample or self.sample < 1:
             raise ValueError(f"sample={self.sample!r}: need a positive number of images to time")
+        if int(self.repeats) != self.repeats or self.repeats < 1:
+            raise ValueError(f"repeats={self.repeats!r}: need at least one timed repetition")
 
     @classmethod
-    def from_experiment(cls, settings, *, sample: int = 512) -> TrainingCostSettings:
+    def from_experiment(cls, settings, *, sample: int = 256, repeats: int = 3) -> TrainingCostSettings:
         """The cost settings of one experiment cell (its data, model and training settings).
 
         ``sample`` is capped at the cell's ``n_train`` when the cell has one.
@@ -93,7 +99,8 @@ class TrainingCostSettings:
         sample = min(sample, settings.n_train) if settings.n_train else sample
         return cls(dataset=settings.dataset, model=settings.model, seed=settings.seed, subset=settings.subset,
                    pretrained=settings.pretrained, weights=settings.weights, data_root=settings.data_root,
-                   lr=train.lr, batch_size=train.batch_size, sample=sample, device=settings.device)
+                   lr=train.lr, batch_size=train.batch_size, sample=sample, repeats=repeats,
+                   device=settings.device)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -103,7 +110,8 @@ def measure_training_cost(settings: TrainingCostSettings) -> dict[str, Any]:
     """Seconds per image of the backbone's forward pass and of one training epoch of the whole model.
 
     Times, on the first ``settings.sample`` training images, after an untimed
-    warm-up on 8 images (one-off initialisation):
+    warm-up on 8 images (one-off initialisation), both in batches of
+    ``settings.batch_size``, each the fastest of ``settings.repeats`` passes:
 
     * ``backbone_seconds``: :func:`glitchlib.features.compute_features` (the
       frozen prefix's forward pass, no cache), what "features once" costs;
@@ -131,14 +139,14 @@ def measure_training_cost(settings: TrainingCostSettings) -> dict[str, Any]:
     one_epoch = TrainSettings(lr=s.lr, batch_size=s.batch_size, epochs=1)
 
     def backbone(images):
-        return compute_features(model, images, device=s.device, progress=False)
+        return compute_features(model, images, device=s.device, batch_size=s.batch_size, progress=False)
 
     def epoch(images, labels):
         return fit(model, images, labels, None, None, one_epoch, seed=s.seed, device=s.device, progress=False)
 
     backbone(x[:8]), epoch(x[:8], y[:8])  # warm-up, untimed
-    _, t_backbone = timed(lambda: backbone(x), s.device)
-    _, t_epoch = timed(lambda: epoch(x, y), s.device)
+    t_backbone = min(timed(lambda: backbone(x), s.device)[1] for _ in range(s.repeats))
+    t_epoch = min(timed(lambda: epoch(x, y), s.device)[1] for _ in range(s.repeats))
     return {"n_train": len(ds.x_train), "n_test": len(ds.x_test), "sample": k,
             "backbone_seconds": t_backbone, "epoch_seconds": t_epoch,
             "backbone_per_image": t_backbone / k, "epoch_per_image": t_epoch / k}
