@@ -226,16 +226,23 @@ def growth_exponent(table: pd.DataFrame, sweep: str, column: str = "seconds") ->
 def plot_scaling(table: pd.DataFrame):
     """Seconds (glitchlib and the ``torch.mm`` bound) against ``n``, ``m`` and ``d``, and peak memory against ``n``."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, StrMethodFormatter
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     for ax, sweep in zip(axes, ("n", "m", "d")):
         rows = table[table["sweep"] == sweep].sort_values(sweep)
-        ax.loglog(rows[sweep], rows["seconds"], "o-", label="glitchlib TracIn")
-        ax.loglog(rows[sweep], rows["mm_seconds"], "s--", label="torch.mm, same products")
+        style = ("o", "s") if sweep == "d" else ("o-", "s--")  # the d points are different models: no lines
+        ax.loglog(rows[sweep], rows["seconds"], style[0], label="glitchlib TracIn")
+        ax.loglog(rows[sweep], rows["mm_seconds"], style[1], label="torch.mm, same products")
         if sweep == "d":
             for _, r in rows.iterrows():
-                label = f"k={r['k']:.0f}" if r["k"] == r["k"] and r["k"] is not None else r["case"]
+                label = r["case"] if pd.isna(r["k"]) else f"projected, k={r['k']:.0f}"
                 ax.annotate(label, (r["d"], r["seconds"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        else:
+            ax.set_xticks(rows[sweep].to_numpy())
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_minor_formatter(NullFormatter())
         fixed = rows.iloc[0]
         other = {"n": f"m={fixed['m']}", "m": f"n={fixed['n']}", "d": f"n={fixed['n']}, m={fixed['m']}"}[sweep]
         ax.set(xlabel=sweep, ylabel="seconds", title=f"time against {sweep} ({other})")
@@ -243,7 +250,10 @@ def plot_scaling(table: pd.DataFrame):
     rows = table[table["sweep"] == "n"].sort_values("n")
     axes[3].plot(rows["n"], rows["peak_mib"], "o-", label="peak added")
     axes[3].plot(rows["n"], rows["beyond_matrix_mib"], "s--", label="beyond the n x m matrix")
-    axes[3].set(xscale="log", xlabel="n", ylabel="MiB", title="peak memory against n")
+    axes[3].set(xscale="log", xticks=rows["n"].to_numpy(), xlabel="n", ylabel="MiB", ylim=(0, None),
+                title="peak memory against n")
+    axes[3].xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    axes[3].xaxis.set_minor_formatter(NullFormatter())
     axes[3].legend(fontsize=8)
     fig.tight_layout()
     return fig
