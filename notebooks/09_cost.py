@@ -194,9 +194,11 @@ fig = cost.plot_scaling(sweep)
 
 # %% [markdown]
 # The growth measured: the slope of $\log$ time against $\log n$ and $\log m$
-# (1 = linear, as $O(T\,n\,m\,d)$ predicts at fixed other sizes) and of the memory
-# beyond the matrix against $\log n$ (0 = flat). Small sizes carry fixed costs,
-# which pull the slopes below 1.
+# (1 = linear, as $O(T\,n\,m\,d)$ predicts at fixed other sizes), and the range
+# of the memory beyond the matrix over the $n$ sweep (flat: about the same at
+# every $n$). At small sizes, fixed costs and the waiting on a busy machine move
+# the slopes away from 1. `benchmarks/influence_peers.py` sets glitchlib's time
+# beside captum's and dattri's TracIn on the same models and checkpoints.
 
 # %%
 Markdown(cost.growth_summary(sweep))
