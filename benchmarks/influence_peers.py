@@ -31,7 +31,7 @@ set in one batch; glitchlib chunks by its own memory budget (its default). Agree
 the peer's seconds over glitchlib's (above 1: glitchlib is faster), in wall-clock
 and in process CPU seconds (the steadier figure on a shared machine).
 
-Run: ``python benchmarks/influence_peers.py [--n 1000 --m 200 --device cuda --json out.json]``.
+Run: ``python benchmarks/influence_peers.py [--n 2000 --m 400 --device cuda --json out.json]``.
 """
 
 from __future__ import annotations
@@ -180,8 +180,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["linear head", "small CNN", "resnet20"],
                         choices=["linear head", "small CNN", "resnet20"])
-    parser.add_argument("--n", type=int, default=1000, help="training samples")
-    parser.add_argument("--m", type=int, default=200, help="validation samples")
+    parser.add_argument("--n", type=int, default=2000, help="training samples")
+    parser.add_argument("--m", type=int, default=400, help="validation samples")
     parser.add_argument("--checkpoints", type=int, default=3)
     parser.add_argument("--batch", type=int, default=128, help="training batch of every library")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each; the fastest counts")
