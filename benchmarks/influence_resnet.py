@@ -120,11 +120,12 @@ def clear_sample_grads(model: nn.Module) -> None:
             del parameter.sample_grad
 
 
-def captum_checkpoint_files(checkpoints, directory):
+def captum_checkpoint_files(checkpoints, directory, target=lambda net: net.suffix):
     """Write ``(state_dict, lr)`` pairs as files for captum; return their paths and captum's load function.
 
-    The load function puts the suffix weights into the full model and returns
-    the checkpoint's learning rate, as captum's ``checkpoints_load_func`` must.
+    The load function puts the weights into ``target(net)`` (by default the
+    suffix of the full model) and returns the checkpoint's learning rate, as
+    captum's ``checkpoints_load_func`` must.
     """
     paths = []
     for t, (state, lr) in enumerate(checkpoints):
@@ -133,7 +134,7 @@ def captum_checkpoint_files(checkpoints, directory):
 
     def load(net, path):
         saved = torch.load(path, weights_only=True)
-        net.suffix.load_state_dict(saved["state"])
+        target(net).load_state_dict(saved["state"])
         return saved["lr"]
 
     return paths, load
