@@ -377,12 +377,20 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _run_cell(settings: dict, root: str, threads: int, worker: bool = True) -> tuple[str, str | None, bool, int]:
-    """Body of one task: run one cell with ``threads`` torch threads.
+    """Body of one task: run one cell with ``threads`` torch threads and as many BLAS/OpenMP threads.
 
-    Returns ``(key, None or traceback text, computed, pid)``: ``computed`` is
-    False when the entry was read back (another process finished it first).
+    NumPy's, SciPy's and scikit-learn's BLAS (the detectors' covariances and
+    distances) get the same limit as torch (threadpoolctl; their libraries are
+    loaded first, since a limit covers only the libraries already loaded), so a
+    cell's bits do not depend on where it runs. Returns ``(key, None or traceback text, computed, pid)``:
+    ``computed`` is False when the entry was read back (another process finished
+    it first).
     """
+    import scipy.linalg  # noqa: F401  (loaded before the limit below, which covers only libraries loaded)
+    import sklearn.covariance  # noqa: F401
+    import sklearn.neighbors  # noqa: F401
     import torch
+    from threadpoolctl import threadpool_limits
 
     from . import experiments
 
@@ -391,7 +399,8 @@ def _run_cell(settings: dict, root: str, threads: int, worker: bool = True) -> t
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     s = ExperimentSettings.from_dict(settings)
     try:
-        result = experiments.run(s, store=root, progress=False)
+        with threadpool_limits(limits=threads):
+            result = experiments.run(s, store=root, progress=False)
         return s.key(), None, bool(result.computed), os.getpid()
     except Exception:  # reported by the grid; the other cells go on
         return s.key(), traceback.format_exc(), False, os.getpid()
