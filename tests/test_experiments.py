@@ -22,7 +22,8 @@ import glitchlib.features
 import glitchlib.train
 from glitchlib import cli, experiments
 from glitchlib.config import ExperimentSettings
-from glitchlib.grid import grid_status, run_grid, summary_tables
+from glitchlib.grid import grid_status, run_grid
+from glitchlib.report import summary_tables
 from glitchlib.profiles import profile_settings, runnable
 from glitchlib.peers import PEERS
 from glitchlib.signals import SIGNALS

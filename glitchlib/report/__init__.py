@@ -5,8 +5,11 @@ of :mod:`glitchlib.store` (``load_runs``, ``load_metrics``, ``load_histories``,
 ``load_timings``, ``load_scores``) and turn those pandas tables into what a
 reader sees with the functions below: mean ± std formatting over seeds, the
 paper's numbers (SPEC.md section 6) as tables, side-by-side comparisons, and
-seaborn figures. Apart from :func:`~glitchlib.report.runs.ensure_results`,
-every function is pure: a table in, a table or a matplotlib figure out.
+seaborn figures. Every function is pure, a table in and a table or a
+matplotlib figure out, apart from :func:`ensure_results` (the grid's
+:func:`glitchlib.grid.ensure_results`, here for the notebooks), which computes
+the missing runs into the results store, and :func:`summary_tables`, which reads
+it.
 
 Scores follow the library's rule: a higher score means more likely a glitch.
 
@@ -19,15 +22,15 @@ the package has one job:
     of their rows;
 :mod:`~glitchlib.report.tables`
     mean ± std over seeds, the paper's numbers beside ours, detection, claim,
-    repair, training accuracy and cost tables;
+    repair, training accuracy and cost tables, and the summary tables of
+    ``glitchlib report``;
 :mod:`~glitchlib.report.plots`
     figures across runs;
 :mod:`~glitchlib.report.detectors`
     the influence signals against the dedicated detectors of
     :mod:`glitchlib.peers`: detection, repair, cost and the paper's claims;
 :mod:`~glitchlib.report.runs`
-    the runs of a chapter: their settings, computing the missing ones, their
-    status and provenance;
+    the runs of a chapter: their settings, their status and provenance;
 :mod:`~glitchlib.report.tabular`
     the paper's tabular claim beside ours, and peers' stored scores;
 :mod:`~glitchlib.report.samples`
@@ -40,6 +43,7 @@ the package has one job:
 
 from __future__ import annotations
 
+from ..grid import ensure_results
 from .detectors import (
     PAPER_NEW_SIGNALS,
     claim_summary,
@@ -68,7 +72,6 @@ from .names import (
 from .plots import plot_histories, plot_metric, plot_stages, plot_validation
 from .runs import (
     at_ratio,
-    ensure_results,
     pick_run,
     provenance,
     provenance_markdown,
@@ -123,6 +126,7 @@ from .tables import (
     metric_table,
     paper_validation,
     repair_table,
+    summary_tables,
     train_accuracy_table,
     training_notes,
     training_settings_table,
@@ -165,6 +169,7 @@ __all__ = [
     "with_seed",
     "status_table",
     "ensure_results",
+    "summary_tables",
     "status_summary",
     "plot_validation",
     "claim_table",
