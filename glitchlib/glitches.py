@@ -26,13 +26,15 @@ returned array are the original samples in their original order.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .data.transforms import match_image_shape
 from . import _validation
+from .config import CORRUPTIONS, GLITCH_KINDS
+from .data.transforms import match_image_shape
 
 __all__ = [
     "GLITCH_KINDS", "CLEAN", "MISLABELED", "ANOMALY", "GlitchSet", "glitch_count",
@@ -40,10 +42,7 @@ __all__ = [
     "CORRUPTED", "CORRUPTIONS", "corruptions", "corrupt_images", "no_glitch",
 ]
 
-GLITCH_KINDS = ("uniform", "class-based", "anomalies", "mixed", "corruption", "none")
 CLEAN, MISLABELED, ANOMALY, CORRUPTED = "clean", "mislabeled", "anomaly", "corrupted"
-#: Corruptions of :func:`corruptions` (MNIST-C, Mu and Gilmer 2019; SPEC.md section 9.4).
-CORRUPTIONS = ("stripe", "brightness")
 MAX_RATIO = 0.5
 
 
