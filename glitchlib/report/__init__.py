@@ -6,10 +6,10 @@ of :mod:`glitchlib.store` (``load_runs``, ``load_metrics``, ``load_histories``,
 reader sees with the functions below: mean ± std formatting over seeds, the
 paper's numbers (SPEC.md section 6) as tables, side-by-side comparisons, and
 seaborn figures. Every function is pure, a table in and a table or a
-matplotlib figure out, apart from :func:`ensure_results` (the grid's
-:func:`glitchlib.grid.ensure_results`, here for the notebooks), which computes
-the missing runs into the results store, and :func:`summary_tables`, which reads
-it.
+matplotlib figure out, except three that use the results store:
+:func:`chapter` and :func:`ensure_results` (the grid's
+:func:`glitchlib.grid.ensure_results`, here for the notebooks) compute the
+missing runs into it, :func:`summary_tables` reads it.
 
 Scores follow the library's rule: a higher score means more likely a glitch.
 
@@ -17,6 +17,9 @@ Every public name is available here, whichever module defines it
 (``from glitchlib import report; report.metric_table(...)``); each module of
 the package has one job:
 
+:mod:`~glitchlib.report.chapter`
+    what a chapter starts with: its runs, computed when missing, their status
+    and provenance (:func:`chapter`);
 :mod:`~glitchlib.report.names`
     display names of datasets, models, glitch kinds and signals, and the order
     of their rows;
@@ -44,6 +47,7 @@ the package has one job:
 from __future__ import annotations
 
 from ..grid import ensure_results
+from .chapter import Chapter, chapter
 from .detectors import (
     PAPER_NEW_SIGNALS,
     claim_summary,
@@ -134,6 +138,8 @@ from .tables import (
 )
 
 __all__ = [
+    "Chapter",
+    "chapter",
     "EARLIER_SIGNALS",
     "PAPER_TABULAR_CNCI_F1",
     "influence_parameters",
