@@ -28,33 +28,29 @@ results_dir = "results"  # the results store
 compute_missing = True  # compute missing runs (slow on a CPU)
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import seaborn as sns
 from IPython.display import Markdown
 
-import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The chapter reads every run of the profile; missing ones are computed now.
 
 # %%
-status = report.ensure_results(settings, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), settings)
-timings = report.select_keys(store.load_timings(), settings)
-Markdown(report.provenance_markdown(runs, profile))
+runs, timings = chapter.runs, chapter.table("timings")
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## Time per stage

@@ -353,8 +353,12 @@ def test_a_chapter_holds_its_finished_runs_their_status_and_provenance(store, mo
     assert set(chapter.status["key"]) == {TINY.key(), missing.key()}
     assert chapter.runs.empty and chapter.metrics.empty
     assert chapter.provenance.endswith("No finished runs in the results store for this chapter.")
+    chapter = report.chapter("tiny", store, cells=[TINY, uniform], glitch=("uniform", "mixed"), compute=False)
+    assert chapter.cells == [uniform, TINY]
     with pytest.raises(ValueError, match="glitch='blur'"):
         report.chapter("tiny", store, glitch="blur", compute=False)
+    with pytest.raises(ValueError, match="glitch=None"):
+        report.chapter("tiny", store, glitch=("mixed", None), compute=False)
 
 def test_the_papers_signals_recomputed_from_stored_matrices_equal_the_stored_scores(finished):
     """What every detection chapter shows: CNCI, PCID and CFRank again from the stored matrices."""

@@ -83,7 +83,8 @@ class Chapter:
         return select_keys(loader(), self.cells)
 
 
-def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = None, glitch: str | None = None,
+def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = None,
+            glitch: str | Sequence[str] | None = None,
             also: Sequence = (), compute: bool = True, progress: bool = True) -> Chapter:
     """The runs a chapter shows: the profile's (or ``cells``), computed when missing, with status and provenance.
 
@@ -97,10 +98,11 @@ def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = N
     cells : sequence of ExperimentSettings, optional
         The chapter's cells, e.g. ``glitchlib.studies.ratio_ablation(...)`` of
         the profile's; default: every cell of the profile.
-    glitch : str, optional
+    glitch : str or sequence of str, optional
         Keep the cells of this glitch kind (one of
         :data:`glitchlib.config.GLITCH_KINDS`); when there are none, the cells
         with their glitch replaced by it (:func:`glitchlib.report.with_glitch`).
+        Several kinds: the cells of each, one kind after the other.
     also : sequence of ExperimentSettings
         Further cells to make sure exist (e.g. the clean twins a gallery
         shows), left out of ``runs`` and ``metrics``.
@@ -132,11 +134,12 @@ def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = N
     """
     from ..store import as_store
 
-    glitch = _validation.as_choice(glitch, "glitch", GLITCH_KINDS, optional=True)
+    kinds = [glitch] if glitch is None or isinstance(glitch, str) else list(glitch)
+    kinds = [_validation.as_choice(k, "glitch", GLITCH_KINDS, optional=len(kinds) == 1) for k in kinds]
     settings = profile_settings(profile)
     chosen = list(settings if cells is None else cells)
-    if glitch is not None:
-        chosen = with_glitch(chosen, glitch)
+    if kinds != [None]:
+        chosen = [s for kind in kinds for s in with_glitch(chosen, kind)]
     store = as_store(results_dir)
     also = [s for s in also if s.key() not in {c.key() for c in chosen}]
     status = ensure_results(chosen + also, store, compute=compute, progress=progress)
