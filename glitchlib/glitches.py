@@ -26,7 +26,6 @@ returned array are the original samples in their original order.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -376,12 +375,8 @@ def mixed(x, y, x_ood, y_ood, ratio: float, seed: int,
 # ------------------------------------------------------------------ corruptions
 
 def _check_corruption(corruption, strength) -> tuple[str, float]:
-    if corruption not in CORRUPTIONS:
-        raise ValueError(f"corruption must be one of {', '.join(CORRUPTIONS)}; got {corruption!r}")
-    if (isinstance(strength, bool) or not isinstance(strength, numbers.Real)
-            or not 0 < strength <= 1):
-        raise ValueError(f"strength must lie in (0, 1], got {strength!r}")
-    return corruption, float(strength)
+    corruption = _validation.as_choice(corruption, "corruption", CORRUPTIONS)
+    return corruption, _validation.as_real(strength, "strength", low=0.0, high=1.0, low_open=True)
 
 
 def corrupt_images(x, corruption: str = "stripe", strength: float = 0.3):
