@@ -34,6 +34,7 @@ compute_missing = True  # compute missing runs (slow on a CPU)
 import seaborn as sns
 from IPython.display import Markdown
 
+import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
@@ -49,7 +50,8 @@ chapter.summary
 # The numbers on this page come from these runs:
 
 # %%
-runs, timings = chapter.runs, chapter.table("timings")
+runs, settings, store = chapter.runs, chapter.settings, chapter.store
+timings = chapter.table("timings")
 Markdown(chapter.provenance)
 
 # %% [markdown]
