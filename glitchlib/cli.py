@@ -312,7 +312,7 @@ def _status(args, parser) -> int:
 def _report(args, parser) -> int:
     import pandas as pd
 
-    from .grid import summary_tables
+    from .report import summary_tables
 
     keys = None
     if args.profile is not None:

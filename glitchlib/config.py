@@ -4,6 +4,23 @@ One :class:`ExperimentSettings` names one cell of the grid "dataset x model x
 glitch x ratio x seed" plus every option that changes its numbers. Its
 :meth:`~ExperimentSettings.key` names the results-store entry that holds the
 cell's results, so that a finished cell is never computed twice.
+
+A leaf of the package: it imports neither torch nor any glitchlib module but
+:mod:`glitchlib._validation` (the checks of every argument), so that settings can
+be built, checked and keyed anywhere, cheaply. What lives where:
+
+:mod:`glitchlib.config` (here)
+    the names an experiment is made of (:data:`DATASETS`, :data:`GLITCH_KINDS`,
+    :data:`CORRUPTIONS`, :data:`MODEL_NAMES`, ...), which :mod:`glitchlib.data`,
+    :mod:`glitchlib.glitches` and :mod:`glitchlib.models` re-export, and
+    :class:`ExperimentSettings`, one grid cell;
+:mod:`glitchlib.settings`
+    the training settings (:class:`~glitchlib.settings.TrainSettings`: learning
+    rate, batch size, epochs) registered per dataset and model, and their
+    resolution for a cell (:func:`~glitchlib.settings.resolve_training_settings`);
+:mod:`glitchlib.profiles`
+    the named grids of cells (``tiny``, ``embedded``, ``paper``, ...) and whether
+    a cell can run on this machine.
 """
 
 from __future__ import annotations
@@ -17,21 +34,48 @@ from typing import Any
 
 from . import _validation
 
-# Datasets of the paper (SPEC.md section 1), glitch kinds (section 2) and the
-# registered model names (``timm:<name>`` selects any timm model as well).
-from .data import DATASETS, TABULAR_DATASETS
-from .glitches import CORRUPTIONS, GLITCH_KINDS
-from .models import MODEL_NAMES as MODELS
-from .models import TABULAR_MODELS
+
 
 __all__ = [
     "ExperimentSettings",
+    "IMAGE_DATASETS",
+    "SHIPPED_TABLES",
+    "DOWNLOADED_TABLES",
+    "TABULAR_DATASETS",
     "DATASETS",
     "GLITCH_KINDS",
+    "CORRUPTIONS",
+    "TABULAR_MODELS",
+    "MODEL_NAMES",
     "MODELS",
     "INFLUENCE_CHOICES",
     "COUNTERFACTUAL_CHOICES",
 ]
+
+# ----------------------------------------------------------------------------- names
+# The names an experiment is made of, defined here so that this module imports
+# neither torch nor the modules that implement them; :mod:`glitchlib.data`,
+# :mod:`glitchlib.glitches` and :mod:`glitchlib.models` import them from here.
+
+#: Image datasets of the paper (SPEC.md section 1).
+IMAGE_DATASETS = ("mnist", "fmnist", "cifar10", "imagewoof")
+#: Tables shipped with scikit-learn, and tables downloaded from OpenML (SPEC.md section 9.7).
+SHIPPED_TABLES = ("breast_cancer", "wine", "digits")
+DOWNLOADED_TABLES = ("covtype", "jannis", "epsilon")
+#: Every tabular dataset.
+TABULAR_DATASETS = SHIPPED_TABLES + DOWNLOADED_TABLES
+#: Every dataset: images and tables.
+DATASETS = IMAGE_DATASETS + TABULAR_DATASETS
+#: Glitch kinds (SPEC.md section 2; "corruption" section 9.4, "none" the clean twin).
+GLITCH_KINDS = ("uniform", "class-based", "anomalies", "mixed", "corruption", "none")
+#: Image corruptions (MNIST-C, Mu and Gilmer 2019; SPEC.md section 9.4).
+CORRUPTIONS = ("stripe", "brightness")
+#: Models of tables (SPEC.md section 9.7: MLP, ResNet and FT-Transformer of Gorishniy et al. 2021).
+TABULAR_MODELS = ("mlp", "tabular_resnet", "ft_transformer")
+#: Registered model names (``timm:<name>`` selects any timm model as well).
+MODEL_NAMES = ("resnet20", "vit_b_16", "convnext_tiny", "efficientnet_lite0", *TABULAR_MODELS)
+#: Same as :data:`MODEL_NAMES`.
+MODELS = MODEL_NAMES
 
 #: Which parameters TracIn differentiates: every influence layer, or the final linear head only.
 INFLUENCE_CHOICES = ("all", "head")

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data.transforms import match_image_shape
 from . import _validation
+from .config import CORRUPTIONS, GLITCH_KINDS
+from .data.transforms import match_image_shape
 
 __all__ = [
     "GLITCH_KINDS", "CLEAN", "MISLABELED", "ANOMALY", "GlitchSet", "glitch_count",
@@ -40,10 +41,7 @@ __all__ = [
     "CORRUPTED", "CORRUPTIONS", "corruptions", "corrupt_images", "no_glitch",
 ]
 
-GLITCH_KINDS = ("uniform", "class-based", "anomalies", "mixed", "corruption", "none")
 CLEAN, MISLABELED, ANOMALY, CORRUPTED = "clean", "mislabeled", "anomaly", "corrupted"
-#: Corruptions of :func:`corruptions` (MNIST-C, Mu and Gilmer 2019; SPEC.md section 9.4).
-CORRUPTIONS = ("stripe", "brightness")
 MAX_RATIO = 0.5
 
 

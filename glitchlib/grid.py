@@ -33,11 +33,12 @@ from typing import Any, Iterator
 import pandas as pd
 from tqdm.auto import tqdm
 
+from . import _validation
 from .config import ExperimentSettings
 from .profiles import runnable
 from .store import Store, as_store
 
-__all__ = ["CLUSTERS", "GridOutcome", "grid_status", "load_cluster_options", "run_grid", "summary_tables"]
+__all__ = ["CLUSTERS", "GridOutcome", "ensure_results", "grid_status", "load_cluster_options", "run_grid"]
 
 log = logging.getLogger(__name__)
 
@@ -406,32 +407,46 @@ def _run_cell(settings: dict, root: str, threads: int, worker: bool = True) -> t
         return s.key(), traceback.format_exc(), False, os.getpid()
 
 
-def summary_tables(store: Store | str | Path | None = None, keys: list[str] | None = None) -> dict[str, pd.DataFrame]:
-    """The summary tables of ``glitchlib report``: mean ± std over seeds.
+def ensure_results(settings: Sequence, store, *, compute: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Compute the missing, runnable runs of ``settings`` into ``store``; return their status table.
 
-    Returns ``{"validation accuracy": ..., "detection F1, <glitch> at ratio <r>": ...}``:
-    validation accuracy per dataset x model x ratio (rows) and glitch (columns), and
-    per glitch kind and ratio the detection F1 of every signal (rows) per
-    dataset x model (columns). Runs at different ratios are never averaged together.
-    Restricted to ``keys`` when given.
+    Parameters
+    ----------
+    settings : sequence of ExperimentSettings
+        The runs a chapter needs.
+    store : glitchlib.store.Store or path
+        The results store; finished runs are read, never recomputed.
+    compute : bool
+        Run the missing (or partial) runs with :func:`run_grid`,
+        with a progress bar over runs. With False, only report them. A notebook
+        parameter: the strings ``"true"``/``"false"`` (``"yes"``, ``"no"``, ``"1"``,
+        ``"0"``) that papermill may pass are read by value, any other string
+        raises ``ValueError``.
+    progress : bool
+        Show the progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`grid_status` after computing: one row per
+        setting with ``status`` "done", "missing", "partial", "corrupt" or
+        "not runnable" and the ``reason``.
+
+    Raises
+    ------
+    ValueError
+        ``compute`` or ``progress`` is not a boolean (or a spelling of one).
+    RuntimeError
+        When a run fails; the message names it and ends with its error.
     """
-    from . import report
-
-    store = as_store(store)
-    runs, metrics = store.load_runs(), store.load_metrics()
-    if keys is not None:
-        runs, metrics = runs[runs["key"].isin(keys)], metrics[metrics["key"].isin(keys)]
-    tables = {}
-    if runs.empty:
-        return tables
-    # runs at different glitch ratios are never averaged together
-    runs, metrics = report.model_variants(runs), report.model_variants(metrics)
-    tables["validation accuracy"] = report.mean_std_table(runs, ["dataset", "model", "ratio"], "glitch", "val_acc")
-    for glitch in [g for g in report.GLITCH_NAMES if g in set(metrics["glitch"])]:
-        for ratio in sorted(set(metrics.loc[metrics["glitch"] == glitch, "ratio"]), reverse=True):
-            part = metrics[(metrics["glitch"] == glitch) & (metrics["ratio"] == ratio)].copy()
-            part["run"] = part["dataset"].map(lambda d: report.DATASET_NAMES.get(d, d)) + " / " + part["model"]
-            table = report.mean_std_table(part, ["signal"], "run", "f1")
-            order = [report.SIGNAL_NAMES[s] for s in report.SIGNAL_ORDER if report.SIGNAL_NAMES[s] in table.index]
-            tables[f"detection F1, {report.GLITCH_NAMES[glitch]} at ratio {ratio:g}"] = table.reindex(order)
-    return tables
+    compute = _validation.as_bool(compute, "compute", text=True)
+    progress = _validation.as_bool(progress, "progress", text=True)
+    settings = list(settings)
+    status = grid_status(settings, store)
+    if compute and status["status"].isin(["missing", "partial", "corrupt"]).any():
+        outcome = run_grid(settings, store=store, jobs=1, progress=progress)
+        if outcome.failed:
+            lines = [f"{key}: {error.strip().splitlines()[-1]}" for key, error in outcome.failed]
+            raise RuntimeError(f"{len(lines)} run(s) failed:\n" + "\n".join(lines))
+        status = grid_status(settings, store)
+    return status

@@ -28,33 +28,30 @@ results_dir = "results"  # the results store
 compute_missing = True  # compute missing runs (slow on a CPU)
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import seaborn as sns
 from IPython.display import Markdown
 
-import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # Runs missing from the store are computed now (with a progress bar); runs that
 # cannot be computed on this machine are reported with the reason.
 
 # %%
-status = report.ensure_results(settings, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), settings)
-Markdown(report.provenance_markdown(runs, profile))
+runs = chapter.runs
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## The paper's settings and ours
@@ -64,13 +61,13 @@ Markdown(report.provenance_markdown(runs, profile))
 # profile trains with.
 
 # %%
-report.training_settings_table(settings).drop(columns="notes")
+report.training_settings_table(chapter.settings).drop(columns="notes")
 
 # %% [markdown]
 # Where the values that are not the paper's come from:
 
 # %%
-Markdown(report.training_notes(settings))
+Markdown(report.training_notes(chapter.settings))
 
 # %% [markdown]
 # ## Where this book differs from the paper
@@ -105,5 +102,5 @@ Markdown(report.training_notes(settings))
 # the glitches.
 
 # %%
-histories = report.select_keys(store.load_histories(), settings)
+histories = chapter.table("histories")
 fig = report.plot_histories(histories)

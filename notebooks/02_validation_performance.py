@@ -25,18 +25,15 @@ results_dir = "results"  # the results store
 compute_missing = True  # compute missing runs (slow on a CPU)
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import seaborn as sns
 from IPython.display import Markdown
 
-import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # Missing runs are computed now. The table says, per dataset, model and glitch,
@@ -44,15 +41,15 @@ store = g.store.Store(results_dir)
 # data files or weights) when it cannot.
 
 # %%
-status = report.ensure_results(settings, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), settings)
-Markdown(report.provenance_markdown(runs, profile))
+runs = chapter.runs
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## Ours beside the paper's
@@ -80,8 +77,7 @@ fig = report.plot_validation(runs)
 # anything:
 
 # %%
-paper_status = report.ensure_results(g.experiments.profile_settings("paper"), store, compute=False)
-report.status_summary(paper_status)
+report.chapter("paper", results_dir, compute=False).summary
 
 # %% [markdown]
 # ## What the glitches cost

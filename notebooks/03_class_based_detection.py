@@ -28,7 +28,7 @@ low_ratio = 0.01  # a second, low noise ratio (None: skip it)
 low_ratio_seeds = 1  # seeds run at low_ratio
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import numpy as np
@@ -39,25 +39,21 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The chapter needs the profile's class-based runs; missing ones are computed
 # now, and cells that cannot run here say why.
 
 # %%
-needed = report.with_glitch(settings, "class-based")
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, glitch="class-based", compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-metrics = report.select_keys(store.load_metrics(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, metrics, store = chapter.runs, chapter.metrics, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## CNCI, recomputed from one stored run
@@ -73,7 +69,7 @@ Markdown(report.provenance_markdown(runs, profile))
 # checked against the score the run stored.
 
 # %%
-run = g.experiments.load_result(status.loc[status["status"] == "done", "key"].iloc[0], store=store)
+run = g.experiments.load_result(chapter.done[0], store=store)
 ts = g.experiments.load_training_set(run.settings, store=store)
 cnci = g.signals.cnci(run.matrix("influence_cnci"), ts.y, ts.y_test)
 assert np.allclose(cnci, run.scores()["cnci"], rtol=1e-5, atol=0), "differs from the stored score"
@@ -149,7 +145,7 @@ fig = report.plot_metric(metrics, "ap")
 # and relative gain over SI).
 
 # %%
-low = report.at_ratio(needed, low_ratio, seeds=low_ratio_seeds)
+low = report.at_ratio(chapter.cells, low_ratio, seeds=low_ratio_seeds)
 low_status = report.ensure_results(low, store, compute=compute_missing)
-both = report.select_keys(store.load_metrics(), needed + low)
+both = report.select_keys(store.load_metrics(), chapter.cells + low)
 report.compare_signals(both, "cnci", "si", "f1")

@@ -27,7 +27,7 @@ results_dir = "results"  # the results store
 compute_missing = True  # compute missing runs (slow on a CPU)
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import numpy as np
@@ -38,24 +38,20 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The chapter needs the profile's anomaly runs; missing ones are computed now.
 
 # %%
-needed = report.with_glitch(settings, "anomalies")
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, glitch="anomalies", compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-metrics = report.select_keys(store.load_metrics(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, metrics, store = chapter.runs, chapter.metrics, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## PCID, recomputed from one stored run
@@ -70,7 +66,7 @@ Markdown(report.provenance_markdown(runs, profile))
 # `g.signals.pcid` and check it against the stored score.
 
 # %%
-run = g.experiments.load_result(status.loc[status["status"] == "done", "key"].iloc[0], store=store)
+run = g.experiments.load_result(chapter.done[0], store=store)
 ts = g.experiments.load_training_set(run.settings, store=store)
 pcid = g.signals.pcid(run.matrix("influence"), run.matrix("influence_pcid"), ts.y_test)
 assert np.allclose(pcid, run.scores()["pcid"], rtol=1e-5, atol=0), "differs from the stored score"

@@ -26,7 +26,7 @@ results_dir = "results"  # the results store
 compute_missing = True  # compute missing runs (slow on a CPU)
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import numpy as np
@@ -37,8 +37,6 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The chapter needs mixed-glitch runs: the profile's, or, when the profile has
@@ -46,17 +44,15 @@ store = g.store.Store(results_dir)
 # now.
 
 # %%
-needed = report.with_glitch(settings, "mixed")
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, glitch="mixed", compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-metrics = report.select_keys(store.load_metrics(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, metrics, store = chapter.runs, chapter.metrics, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## CFRank, recomputed from one stored run
@@ -71,7 +67,7 @@ Markdown(report.provenance_markdown(runs, profile))
 # CFRank with `g.signals.cfrank`, and check it against the stored score.
 
 # %%
-run = g.experiments.load_result(status.loc[status["status"] == "done", "key"].iloc[0], store=store)
+run = g.experiments.load_result(chapter.done[0], store=store)
 ts = g.experiments.load_training_set(run.settings, store=store)
 cnci = g.signals.cnci(run.matrix("influence_cnci"), ts.y, ts.y_test)
 pcid = g.signals.pcid(run.matrix("influence"), run.matrix("influence_pcid"), ts.y_test)

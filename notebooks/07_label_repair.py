@@ -28,34 +28,30 @@ example_dataset = None  # dataset of the run shown (None: the first)
 example_seed = 0  # seed of the run shown
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import seaborn as sns
 from IPython.display import Markdown
 
-import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # Label repair concerns the runs with mislabeled samples: class-based and
 # uniform noise. Missing ones are computed now.
 
 # %%
-needed = report.with_glitch(settings, "class-based") + report.with_glitch(settings, "uniform")
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, glitch=("class-based", "uniform"), compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, store = chapter.runs, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## Repair accuracy
@@ -74,7 +70,7 @@ report.repair_table(runs)
 # suggests.
 
 # %%
-example = report.pick_run(needed, runs, glitch="class-based", dataset=example_dataset, seed=example_seed)
+example = report.pick_run(chapter.cells, runs, glitch="class-based", dataset=example_dataset, seed=example_seed)
 scores = report.run_scores(store, example)
 Markdown(report.run_caption(example))
 

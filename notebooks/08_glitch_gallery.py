@@ -30,7 +30,7 @@ example_seed = 0  # seed of the runs shown
 n_images = 16  # suspects per gallery
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import seaborn as sns
@@ -40,23 +40,22 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The gallery needs one run of each glitch kind; missing ones are computed now.
 
 # %%
-needed = report.with_seed(settings, example_seed)
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+settings = g.experiments.profile_settings(profile)
+chapter = report.chapter(profile, results_dir, cells=report.with_seed(settings, example_seed),
+                         compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The images on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, needed, store = chapter.runs, chapter.cells, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## Class-based noise, ranked by CNCI

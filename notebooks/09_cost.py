@@ -40,7 +40,7 @@ timing_sample = 256  # training images timed for the backbone's cost (T1)
 recompute_costs = False  # measure T1 and the influence sweep again, even if stored
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import pandas as pd
@@ -52,23 +52,21 @@ import glitchlib as g
 from glitchlib import cost, report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The chapter reads every run of the profile; missing ones are computed now.
 
 # %%
-status = report.ensure_results(settings, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), settings)
-timings = report.select_keys(store.load_timings(), settings)
-Markdown(report.provenance_markdown(runs, profile))
+runs, settings, store = chapter.runs, chapter.settings, chapter.store
+timings = chapter.table("timings")
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## $T_1$ to $T_4$ in the paper's setting

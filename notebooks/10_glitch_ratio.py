@@ -41,7 +41,7 @@ ratios = [0.01, 0.05, 0.1, 0.2, 0.3]  # glitch ratios of the ablation
 ratio_seeds = 3  # seeds per ratio (the first ones of the profile)
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import seaborn as sns
@@ -51,8 +51,6 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The runs of the ablation (`glitchlib.studies.ratio_ablation`): every glitch
@@ -60,17 +58,17 @@ store = g.store.Store(results_dir)
 # computed now; cells that cannot run here say why.
 
 # %%
+settings = g.experiments.profile_settings(profile)
 needed = g.studies.ratio_ablation(settings, ratios, seeds=ratio_seeds)
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-metrics = report.select_keys(store.load_metrics(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, metrics, store = chapter.runs, chapter.metrics, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## F1 against the ratio

@@ -29,7 +29,7 @@ compute_missing = True  # compute missing runs (slow on a CPU)
 seeds = 5  # seeds per dataset and model (the first ones of the profile)
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import seaborn as sns
@@ -39,8 +39,6 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The runs (`glitchlib.studies.one_contaminated_class`: class-based noise with
@@ -48,17 +46,17 @@ store = g.store.Store(results_dir)
 # are computed now.
 
 # %%
+settings = g.experiments.profile_settings(profile)
 needed = g.studies.one_contaminated_class(settings, seeds=seeds)
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-metrics = report.select_keys(store.load_metrics(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, metrics, store = chapter.runs, chapter.metrics, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## The injection

@@ -39,7 +39,7 @@ compute_missing = True  # compute missing runs (slow on a CPU)
 seeds = 5  # seeds per dataset and model (the first ones of the profile)
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import pandas as pd
@@ -50,25 +50,24 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The runs: the profile's glitched runs at their own ratio (10 %) and their
 # clean twins (`glitchlib.studies.clean_twins`); missing ones are computed now.
 
 # %%
+settings = g.experiments.profile_settings(profile)
 glitched = [s for s in g.studies.base_cells(settings) if s.seed < seeds]
 needed = glitched + g.studies.clean_twins(settings, seeds=seeds)
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, store = chapter.runs, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## Loss and accuracy per kind of sample

@@ -35,7 +35,7 @@ corruption_seeds = 3  # seeds per corruption (the first ones of the profile)
 gallery_images = 8  # corrupted images in the gallery
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import numpy as np
@@ -46,8 +46,6 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The runs (`glitchlib.studies.corruption_cells`: both corruptions for each
@@ -58,18 +56,19 @@ store = g.store.Store(results_dir)
 # each) and 3 seeds on the embedded data. Missing ones are computed now.
 
 # %%
+settings = g.experiments.profile_settings(profile)
 needed = g.studies.corruption_cells(settings, seeds=corruption_seeds)
 twins = [g.studies.clean_twin(s) for s in needed if s.seed == 0 and s.corruption == "stripe"]
-status = report.ensure_results(needed + twins, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, cells=needed, also=twins, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-metrics = report.with_fields(report.select_keys(store.load_metrics(), needed), needed, ["corruption"])
-Markdown(report.provenance_markdown(runs, profile))
+runs, store = chapter.runs, chapter.store
+metrics = report.with_fields(chapter.metrics, needed, ["corruption"])
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## The corrupted images
@@ -81,7 +80,7 @@ Markdown(report.provenance_markdown(runs, profile))
 # %%
 stripe = report.pick_run([s for s in needed if s.corruption == "stripe"], runs, seed=0)
 bright = report.pick_run([s for s in needed if s.corruption == "brightness"], runs, seed=0)
-done = set(status.loc[status["status"] == "done", "key"])
+done = set(chapter.done)
 trio = [g.studies.clean_twin(stripe), stripe, bright] if stripe and bright else []
 sets = [g.experiments.load_training_set(s, store=store) for s in trio if s.key() in done]
 corrupted = np.flatnonzero(sets[1].mask) if len(sets) == 3 else np.array([], dtype=int)
@@ -113,7 +112,7 @@ fig = report.plot_gallery(g.data.denormalize(images), captions, hits, ncols=max(
 # over seeds, per dataset, model and corruption:
 
 # %%
-report.metric_table(metrics, "f1", index=("dataset", "model", "corruption"))
+report.metric_table(metrics, "f1", columns=("dataset", "model", "corruption"))
 
 # %% [markdown]
 # The same as bars, one figure per corruption (the paper's signals in red):
@@ -139,4 +138,4 @@ report.claim_table_by(metrics, "pcid", "f1", by=("dataset", "model", "corruption
 # class. Average precision (about 0.1 for a random ranking):
 
 # %%
-report.metric_table(metrics, "ap", index=("dataset", "model", "corruption"))
+report.metric_table(metrics, "ap", columns=("dataset", "model", "corruption"))

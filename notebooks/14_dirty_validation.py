@@ -37,7 +37,7 @@ test_share = 0.15  # validation samples per training sample
 dirty_seeds = 3  # seeds per glitch (the first ones of the profile)
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import seaborn as sns
@@ -47,8 +47,6 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The runs come in pairs (`glitchlib.studies.dirty_validation`): the same
@@ -59,17 +57,18 @@ store = g.store.Store(results_dir)
 # ones are computed now.
 
 # %%
+settings = g.experiments.profile_settings(profile)
 needed = g.studies.dirty_validation(settings, test_ratio=test_ratio, test_share=test_share, seeds=dirty_seeds)
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.with_fields(report.select_keys(store.load_runs(), needed), needed, ["test_ratio"])
-metrics = report.select_keys(store.load_metrics(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs = report.with_fields(chapter.runs, needed, ["test_ratio"])
+metrics, store = chapter.metrics, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## The noisy validation labels

@@ -31,7 +31,7 @@ example_dataset = None  # dataset of the run recomputed step by step (None: the 
 example_seed = 0  # seed of that run
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import numpy as np
@@ -43,26 +43,24 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # Every run of the profile at the chosen ratio takes part: each glitch kind
 # asks a different question of the detectors. Missing runs are computed now.
 
 # %%
+settings = g.experiments.profile_settings(profile)
 needed = [s for s in settings if s.glitch in report.GLITCH_NAMES and s.ratio == ratio]
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-metrics = report.select_keys(store.load_metrics(), needed)
-timings = report.select_keys(store.load_timings(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, metrics, store = chapter.runs, chapter.metrics, chapter.store
+timings = chapter.table("timings")
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## The detectors

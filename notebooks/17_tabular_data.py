@@ -37,7 +37,7 @@ results_dir = "results"  # the results store
 compute_missing = True  # compute missing runs
 
 # %% [markdown]
-# We load the library, the profile's runs and the results store.
+# We load the library.
 
 # %%
 import pandas as pd
@@ -48,8 +48,6 @@ import glitchlib as g
 from glitchlib import report
 
 sns.set_theme(style="whitegrid")
-settings = g.experiments.profile_settings(profile)
-store = g.store.Store(results_dir)
 
 # %% [markdown]
 # The chapter needs the profile's runs on tables. A profile without any (for
@@ -60,18 +58,18 @@ store = g.store.Store(results_dir)
 # it gets (see `glitchlib.profiles.tabular_cells`).
 
 # %%
+settings = g.experiments.profile_settings(profile)
 tabular = [s for s in settings if s.dataset in g.data.TABULAR_DATASETS]
 needed = tabular or g.profiles.tabular_cells("tiny")
-status = report.ensure_results(needed, store, compute=compute_missing)
-report.status_summary(status)
+chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter.summary
 
 # %% [markdown]
 # The numbers on this page come from these runs:
 
 # %%
-runs = report.select_keys(store.load_runs(), needed)
-metrics = report.select_keys(store.load_metrics(), needed)
-Markdown(report.provenance_markdown(runs, profile))
+runs, metrics, store = chapter.runs, chapter.metrics, chapter.store
+Markdown(chapter.provenance)
 
 # %% [markdown]
 # ## Data, models and what TracIn differentiates

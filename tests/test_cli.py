@@ -83,7 +83,7 @@ def test_report_on_an_empty_store(tmp_path, capsys):
 def test_summary_tables_never_average_runs_at_different_ratios(tmp_path):
     import pandas as pd
 
-    from glitchlib.grid import summary_tables
+    from glitchlib.report import summary_tables
     from glitchlib.store import Store
 
     class FixedStore(Store):  # two seeds at 10 %, one run at 1 %

@@ -22,7 +22,8 @@ import glitchlib.features
 import glitchlib.train
 from glitchlib import cli, experiments
 from glitchlib.config import ExperimentSettings
-from glitchlib.grid import grid_status, run_grid, summary_tables
+from glitchlib.grid import grid_status, run_grid
+from glitchlib.report import summary_tables
 from glitchlib.profiles import profile_settings, runnable
 from glitchlib.peers import PEERS
 from glitchlib.signals import SIGNALS
@@ -321,6 +322,43 @@ def test_cli_run_reads_back_and_report_prints_tables(store, capsys, monkeypatch)
     tables = summary_tables(store)
     assert list(tables) == ["validation accuracy", "detection F1, mixed at ratio 0.1"]
 
+
+
+def test_a_chapter_holds_its_finished_runs_their_status_and_provenance(store, monkeypatch):
+    import glitchlib.grid
+    from glitchlib import report
+
+    monkeypatch.setattr(glitchlib.grid, "run_grid", _forbidden("the grid"))
+    missing = dataclasses.replace(TINY, seed=1)
+    uniform = dataclasses.replace(TINY, glitch="uniform")
+    chapter = report.chapter("tiny", store, cells=[TINY, missing, uniform], glitch="mixed",
+                             compute="false", progress=False)
+    assert chapter.settings == profile_settings("tiny")
+    assert chapter.cells == [TINY, missing]  # the mixed cells only
+    assert dict(zip(chapter.status["key"], chapter.status["status"])) == {TINY.key(): "done",
+                                                                          missing.key(): "missing"}
+    assert chapter.done == [TINY.key()]
+    assert list(chapter.runs["key"]) == [TINY.key()]
+    assert set(chapter.metrics["key"]) == {TINY.key()}
+    assert set(chapter.metrics["signal"]) == set(SIGNALS) | set(PEERS)
+    assert "1/2 done, 1 missing" in chapter.summary.to_string()
+    assert chapter.provenance.startswith("**Profile `tiny`.** 1 runs from the results store")
+    assert "seeds 0" in chapter.provenance
+    assert set(chapter.table("timings")["key"]) == {TINY.key()}
+    with pytest.raises(ValueError, match="name='nope'"):
+        chapter.table("nope")
+
+    # cells made sure of but left out of the tables
+    chapter = report.chapter("tiny", store, cells=[missing], also=[TINY], compute=False)
+    assert set(chapter.status["key"]) == {TINY.key(), missing.key()}
+    assert chapter.runs.empty and chapter.metrics.empty
+    assert chapter.provenance.endswith("No finished runs in the results store for this chapter.")
+    chapter = report.chapter("tiny", store, cells=[TINY, uniform], glitch=("uniform", "mixed"), compute=False)
+    assert chapter.cells == [uniform, TINY]
+    with pytest.raises(ValueError, match="glitch='blur'"):
+        report.chapter("tiny", store, glitch="blur", compute=False)
+    with pytest.raises(ValueError, match="glitch=None"):
+        report.chapter("tiny", store, glitch=("mixed", None), compute=False)
 
 def test_the_papers_signals_recomputed_from_stored_matrices_equal_the_stored_scores(finished):
     """What every detection chapter shows: CNCI, PCID and CFRank again from the stored matrices."""

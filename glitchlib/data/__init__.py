@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import DATASETS, IMAGE_DATASETS
 from . import _files
 from ._dataset import Dataset, OODPool
 from ._embedded import EMBEDDED, EMBEDDED_DIR, provenance, read_embedded
@@ -50,7 +51,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("mnist", "fmnist", "cifar10", "imagewoof")
 #: Dataset whose test split supplies the anomalies of a run on the key (SPEC.md section 2).
 OOD_SOURCE = {"mnist": "fmnist", "fmnist": "mnist", "cifar10": "fmnist", "imagewoof": "fmnist"}
 CLASS_NAMES = {
@@ -66,10 +66,9 @@ IMAGE_SHAPE = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "cifar10": (3, 32, 3
 #: The share of the official splits that the embedded data holds.
 EMBEDDED_SUBSET = 0.1
 
-#: The image datasets above, and every dataset: images and tables (SPEC.md section 9.7;
-#: tables hold ``N x n_features`` float32 rows, see :mod:`glitchlib.data.tabular`).
-IMAGE_DATASETS = DATASETS
-DATASETS = IMAGE_DATASETS + TABULAR_DATASETS
+# IMAGE_DATASETS and DATASETS (images and tables, SPEC.md section 9.7; tables hold
+# ``N x n_features`` float32 rows, see :mod:`glitchlib.data.tabular`) are defined in
+# :mod:`glitchlib.config`.
 __all__ += ["IMAGE_DATASETS", "TABULAR_DATASETS"]
 
 default_root = _files.default_root

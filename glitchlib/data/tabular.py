@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import DOWNLOADED_TABLES, SHIPPED_TABLES, TABULAR_DATASETS
 from .subsets import stratified_indices
 
 __all__ = [
@@ -43,9 +44,6 @@ __all__ = [
     "fit_quantile_transform",
 ]
 
-SHIPPED_TABLES = ("breast_cancer", "wine", "digits")
-DOWNLOADED_TABLES = ("covtype", "jannis", "epsilon")
-TABULAR_DATASETS = SHIPPED_TABLES + DOWNLOADED_TABLES
 #: Share of the rows drawn (stratified) as the clean validation set.
 VALIDATION_SHARE = 0.2
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .. import _validation
+from ..config import MODEL_NAMES
 from ._core import Adapted, GlitchModel, InputAdapter, LinearHead
 from ._resnet import CifarResNet, cifar_resnet20
 from ._tabular import TABULAR_MODELS, build_tabular
@@ -24,7 +25,6 @@ __all__ = [
     "map_by_position",
 ]
 
-MODEL_NAMES = ("resnet20", "vit_b_16", "convnext_tiny", "efficientnet_lite0", *TABULAR_MODELS)
 
 #: Published checkpoints of the paper's three backbones (SPEC.md section 1).
 PAPER_WEIGHTS = {

@@ -33,9 +33,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import TABULAR_MODELS
+
 __all__ = ["TABULAR_MODELS", "TABULAR_SIZES", "TabularNet", "build_tabular", "tabular_arguments"]
 
-TABULAR_MODELS = ("mlp", "tabular_resnet", "ft_transformer")
 
 #: Constructor arguments of each model (besides input and output widths).
 TABULAR_SIZES: dict[str, dict[str, object]] = {

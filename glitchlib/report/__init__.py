@@ -5,8 +5,11 @@ of :mod:`glitchlib.store` (``load_runs``, ``load_metrics``, ``load_histories``,
 ``load_timings``, ``load_scores``) and turn those pandas tables into what a
 reader sees with the functions below: mean ± std formatting over seeds, the
 paper's numbers (SPEC.md section 6) as tables, side-by-side comparisons, and
-seaborn figures. Apart from :func:`~glitchlib.report.runs.ensure_results`,
-every function is pure: a table in, a table or a matplotlib figure out.
+seaborn figures. Every function is pure, a table in and a table or a
+matplotlib figure out, except three that use the results store:
+:func:`chapter` and :func:`ensure_results` (the grid's
+:func:`glitchlib.grid.ensure_results`, here for the notebooks) compute the
+missing runs into it, :func:`summary_tables` reads it.
 
 Scores follow the library's rule: a higher score means more likely a glitch.
 
@@ -14,20 +17,23 @@ Every public name is available here, whichever module defines it
 (``from glitchlib import report; report.metric_table(...)``); each module of
 the package has one job:
 
+:mod:`~glitchlib.report.chapter`
+    what a chapter starts with: its runs, computed when missing, their status
+    and provenance (:func:`chapter`);
 :mod:`~glitchlib.report.names`
     display names of datasets, models, glitch kinds and signals, and the order
     of their rows;
 :mod:`~glitchlib.report.tables`
     mean ± std over seeds, the paper's numbers beside ours, detection, claim,
-    repair, training accuracy and cost tables;
+    repair, training accuracy and cost tables, and the summary tables of
+    ``glitchlib report``;
 :mod:`~glitchlib.report.plots`
     figures across runs;
 :mod:`~glitchlib.report.detectors`
     the influence signals against the dedicated detectors of
     :mod:`glitchlib.peers`: detection, repair, cost and the paper's claims;
 :mod:`~glitchlib.report.runs`
-    the runs of a chapter: their settings, computing the missing ones, their
-    status and provenance;
+    the runs of a chapter: their settings, their status and provenance;
 :mod:`~glitchlib.report.tabular`
     the paper's tabular claim beside ours, and peers' stored scores;
 :mod:`~glitchlib.report.samples`
@@ -40,6 +46,8 @@ the package has one job:
 
 from __future__ import annotations
 
+from ..grid import ensure_results
+from .chapter import Chapter, chapter
 from .detectors import (
     PAPER_NEW_SIGNALS,
     claim_summary,
@@ -68,7 +76,6 @@ from .names import (
 from .plots import plot_histories, plot_metric, plot_stages, plot_validation
 from .runs import (
     at_ratio,
-    ensure_results,
     pick_run,
     provenance,
     provenance_markdown,
@@ -123,6 +130,7 @@ from .tables import (
     metric_table,
     paper_validation,
     repair_table,
+    summary_tables,
     train_accuracy_table,
     training_notes,
     training_settings_table,
@@ -130,6 +138,8 @@ from .tables import (
 )
 
 __all__ = [
+    "Chapter",
+    "chapter",
     "EARLIER_SIGNALS",
     "PAPER_TABULAR_CNCI_F1",
     "influence_parameters",
@@ -165,6 +175,7 @@ __all__ = [
     "with_seed",
     "status_table",
     "ensure_results",
+    "summary_tables",
     "status_summary",
     "plot_validation",
     "claim_table",

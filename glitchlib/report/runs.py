@@ -1,7 +1,8 @@
-"""The runs of a chapter: choosing their settings, computing the missing ones, their status and provenance.
+"""The runs of a chapter: choosing their settings, their status and provenance.
 
-:func:`ensure_results` computes the missing runs into the results store; the
-other functions only read tables or settings.
+Every function only reads tables or settings; computing the missing runs is the
+grid's job (:func:`glitchlib.grid.ensure_results`, re-exported by
+:mod:`glitchlib.report` for the notebooks).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ __all__ = [
     "at_ratio",
     "with_seed",
     "status_table",
-    "ensure_results",
     "status_summary",
     "provenance",
     "provenance_markdown",
@@ -120,53 +120,6 @@ def status_table(settings: Sequence, done_keys: Iterable[str], runnable=None) ->
              "key": key, "status": status, "reason": reason}
         )
     return pd.DataFrame(rows, columns=["dataset", "model", "glitch", "ratio", "seed", "key", "status", "reason"])
-
-
-def ensure_results(settings: Sequence, store, *, compute: bool = True, progress: bool = True) -> pd.DataFrame:
-    """Compute the missing, runnable runs of ``settings`` into ``store``; return their status table.
-
-    Parameters
-    ----------
-    settings : sequence of ExperimentSettings
-        The runs a chapter needs.
-    store : glitchlib.store.Store or path
-        The results store; finished runs are read, never recomputed.
-    compute : bool
-        Run the missing (or partial) runs with :func:`glitchlib.grid.run_grid`,
-        with a progress bar over runs. With False, only report them. A notebook
-        parameter: the strings ``"true"``/``"false"`` (``"yes"``, ``"no"``, ``"1"``,
-        ``"0"``) that papermill may pass are read by value, any other string
-        raises ``ValueError``.
-    progress : bool
-        Show the progress bar.
-
-    Returns
-    -------
-    pandas.DataFrame
-        :func:`glitchlib.grid.grid_status` after computing: one row per
-        setting with ``status`` "done", "missing", "partial", "corrupt" or
-        "not runnable" and the ``reason``.
-
-    Raises
-    ------
-    ValueError
-        ``compute`` or ``progress`` is not a boolean (or a spelling of one).
-    RuntimeError
-        When a run fails; the message names it and ends with its error.
-    """
-    from glitchlib.grid import grid_status, run_grid
-
-    compute = _validation.as_bool(compute, "compute", text=True)
-    progress = _validation.as_bool(progress, "progress", text=True)
-    settings = list(settings)
-    status = grid_status(settings, store)
-    if compute and status["status"].isin(["missing", "partial", "corrupt"]).any():
-        outcome = run_grid(settings, store=store, jobs=1, progress=progress)
-        if outcome.failed:
-            lines = [f"{key}: {error.strip().splitlines()[-1]}" for key, error in outcome.failed]
-            raise RuntimeError(f"{len(lines)} run(s) failed:\n" + "\n".join(lines))
-        status = grid_status(settings, store)
-    return status
 
 
 def status_summary(status: pd.DataFrame) -> pd.DataFrame:

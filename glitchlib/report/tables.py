@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .names import (
+    DATASET_NAMES,
     GLITCH_NAMES,
     INFLUENCE_SIGNALS,
     SIGNAL_NAMES,
@@ -30,6 +31,7 @@ from .names import (
 )
 
 __all__ = [
+    "summary_tables",
     "PAPER_VALIDATION",
     "PAPER_TRAIN_ACCURACY",
     "PAPER_SIGNAL_SHARE",
@@ -410,3 +412,41 @@ def cost_table(timings: pd.DataFrame) -> pd.DataFrame:
 
 
 _STAGE_ORDER = ("data", "inject", "features", "training", *DETECTION_STAGES, "metrics")
+
+
+def summary_tables(store=None, keys: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The summary tables of ``glitchlib report``: mean ± std over seeds.
+
+    Returns ``{"validation accuracy": ..., "detection F1, <glitch> at ratio <r>": ...}``:
+    validation accuracy per dataset x model x ratio (rows) and glitch (columns), and
+    per glitch kind and ratio the detection F1 of every signal (rows) per
+    dataset x model (columns). Runs at different ratios are never averaged together.
+    Restricted to ``keys`` when given.
+
+    Parameters
+    ----------
+    store : glitchlib.store.Store, path or None
+        The results store (None: the default ``results/``).
+    keys : list of str, optional
+        The run keys to summarise.
+    """
+    from ..store import as_store
+
+    store = as_store(store)
+    runs, metrics = store.load_runs(), store.load_metrics()
+    if keys is not None:
+        runs, metrics = runs[runs["key"].isin(keys)], metrics[metrics["key"].isin(keys)]
+    tables = {}
+    if runs.empty:
+        return tables
+    # runs at different glitch ratios are never averaged together
+    runs, metrics = model_variants(runs), model_variants(metrics)
+    tables["validation accuracy"] = mean_std_table(runs, ["dataset", "model", "ratio"], "glitch", "val_acc")
+    for glitch in [g for g in GLITCH_NAMES if g in set(metrics["glitch"])]:
+        for ratio in sorted(set(metrics.loc[metrics["glitch"] == glitch, "ratio"]), reverse=True):
+            part = metrics[(metrics["glitch"] == glitch) & (metrics["ratio"] == ratio)].copy()
+            part["run"] = part["dataset"].map(lambda d: DATASET_NAMES.get(d, d)) + " / " + part["model"]
+            table = mean_std_table(part, ["signal"], "run", "f1")
+            order = [SIGNAL_NAMES[s] for s in SIGNAL_ORDER if SIGNAL_NAMES[s] in table.index]
+            tables[f"detection F1, {GLITCH_NAMES[glitch]} at ratio {ratio:g}"] = table.reindex(order)
+    return tables
