@@ -4,7 +4,7 @@
 #   make test-fast        the seconds-long math tests (signals, metrics, glitches, detection) while editing
 #   make book             run the embedded grid, execute the notebooks, build the HTML book
 #   make book PROFILE=paper   the same for another profile (embedded | paper | tiny | path/to/profile.yaml)
-#   make book JOBS=4          the grid on a local Dask cluster of 4 worker processes
+#   make book JOBS=4          the grid on a local Dask cluster of 4 worker processes (default 2; JOBS=1: in this process)
 #   make book SCHEDULER=tcp://host:8786   the grid on a running Dask cluster
 #   make book-check       build the book and open every chapter in headless Chromium
 #   make bench            run every benchmark
@@ -14,7 +14,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= embedded
 RESULTS ?= results
-JOBS ?= 1
+JOBS ?= 2
 SCHEDULER ?=
 STAMP := $(VENV)/.glitchlib-installed
 
