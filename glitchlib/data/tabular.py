@@ -21,9 +21,8 @@ only and applied to both.
 
 from __future__ import annotations
 
-import os
+import io
 import socket
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,14 +120,11 @@ def _download(name: str, root: Path) -> Table:
 
 
 def _save(table: Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex}.npz")
-    try:
-        np.savez(tmp, x=table.x, y=table.y, class_names=np.asarray(table.class_names), source=table.source)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    from ..store import atomic_write  # the store's one atomic writer (full-disk errors name the file)
+
+    buffer = io.BytesIO()  # numpy writes zip files to seekable files only
+    np.savez(buffer, x=table.x, y=table.y, class_names=np.asarray(table.class_names), source=table.source)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
 def read_table(name: str, root: Path, download: bool = False) -> Table:
