@@ -28,7 +28,7 @@ import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -38,7 +38,7 @@ from .config import ExperimentSettings
 from .profiles import runnable
 from .store import Store, as_store
 
-__all__ = ["CLUSTERS", "GridOutcome", "ensure_results", "grid_status", "load_cluster_options", "run_grid"]
+__all__ = ["CLUSTERS", "GridOutcome", "ensure_results", "grid_status", "load_cluster_options", "run_grid", "cell_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -237,17 +237,11 @@ def load_cluster_options(path: str | Path) -> dict[str, Any]:
 
 
 def _run_here(todo: list[ExperimentSettings], root: str, threads: int, bar) -> list[tuple[str, str | None, bool]]:
-    import torch
-
-    before = torch.get_num_threads()
     results = []
-    try:
-        for s in todo:
-            bar.set_postfix_str(s.label())
-            results.append(_run_cell(s.to_dict(), root, threads, worker=False)[:3])
-            bar.update()
-    finally:
-        torch.set_num_threads(before)
+    for s in todo:
+        bar.set_postfix_str(s.label())
+        results.append(_run_cell(s.to_dict(), root, threads, worker=False)[:3])
+        bar.update()
     return results
 
 
@@ -377,30 +371,52 @@ def _one_line(exc: BaseException) -> str:
     return text[:300] or type(exc).__name__
 
 
-def _run_cell(settings: dict, root: str, threads: int, worker: bool = True) -> tuple[str, str | None, bool, int]:
-    """Body of one task: run one cell with ``threads`` torch threads and as many BLAS/OpenMP threads.
+@contextlib.contextmanager
+def cell_threads(threads: int) -> Iterator[None]:
+    """Run the body with ``threads`` torch threads and as many BLAS/OpenMP threads, then restore both.
 
-    NumPy's, SciPy's and scikit-learn's BLAS (the detectors' covariances and
-    distances) get the same limit as torch (threadpoolctl; their libraries are
-    loaded first, since a limit covers only the libraries already loaded), so a
-    cell's bits do not depend on where it runs. Returns ``(key, None or traceback text, computed, pid)``:
-    ``computed`` is False when the entry was read back (another process finished
-    it first).
+    This is how every grid cell runs, wherever it runs: NumPy's, SciPy's and
+    scikit-learn's BLAS (the detectors' covariances and distances) get the same
+    limit as torch through threadpoolctl. Their libraries are loaded first,
+    since a limit covers only the libraries already loaded. With the same
+    ``threads``, a cell gives the same bits serially, on a Dask worker or after
+    a resume.
+
+    Raises
+    ------
+    ValueError
+        ``threads`` is not a positive integer.
     """
-    import scipy.linalg  # noqa: F401  (loaded before the limit below, which covers only libraries loaded)
+    import scipy.linalg  # noqa: F401
     import sklearn.covariance  # noqa: F401
     import sklearn.neighbors  # noqa: F401
     import torch
     from threadpoolctl import threadpool_limits
 
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads={threads!r} must be a positive integer")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_cell(settings: dict, root: str, threads: int, worker: bool = True) -> tuple[str, str | None, bool, int]:
+    """Body of one task: run one cell under :func:`cell_threads` (``threads`` threads everywhere).
+
+    Returns ``(key, None or traceback text, computed, pid)``: ``computed`` is
+    False when the entry was read back (another process finished it first).
+    """
     from . import experiments
 
-    torch.set_num_threads(threads)
     if worker:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     s = ExperimentSettings.from_dict(settings)
     try:
-        with threadpool_limits(limits=threads):
+        with cell_threads(threads):
             result = experiments.run(s, store=root, progress=False)
         return s.key(), None, bool(result.computed), os.getpid()
     except Exception:  # reported by the grid; the other cells go on

@@ -49,19 +49,17 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the crash test 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Every run of this module on one torch thread, as a grid cell runs.
+    """Every run of this module on one thread (torch and BLAS), as a grid cell runs.
 
     The killed runs are forked children. A child forked while torch's OpenMP pool
     has threads would wait for them for ever in its first parallel operation; with
-    one thread torch never enters the pool. One thread also makes the reference,
-    the killed and the resumed runs comparable bit for bit.
+    one thread torch never enters the pool. One thread everywhere also makes the
+    reference, the killed, the resumed and the grid's runs comparable bit for bit.
     """
-    import torch
+    from glitchlib.grid import cell_threads
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with cell_threads(1):
+        yield
 
 
 def _sha(path: Path) -> str:
