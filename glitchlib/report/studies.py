@@ -25,7 +25,7 @@ from .names import (
     pretty,
 )
 from .plots import _empty_figure
-from .tables import format_mean_std, mean_std, mean_std_table
+from .tables import _best_signal_rows, format_mean_std, mean_std, mean_std_table
 
 __all__ = [
     "PAPER_CNCI_GAIN_AT_1PCT",
@@ -134,20 +134,7 @@ def claim_table_by(metrics: pd.DataFrame, new: str = "cnci", metric: str = "f1",
     _require_columns(metrics, [*groups, "seed", "signal", metric], "metrics")
     excluded = {"cnci", "pcid", "cfrank"}
     base = list(baselines) if baselines is not None else [s for s in SIGNAL_ORDER if s not in excluded]
-    rows = []
-    for keys, group in model_variants(metrics).groupby(groups, sort=False):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        means = group.groupby("signal")[metric].mean()
-        others = means[[s for s in base if s in means.index and s != new]].dropna()
-        if new not in means.index or others.empty:
-            continue
-        best = others.idxmax()
-        per_seed = group.pivot_table(index="seed", columns="signal", values=metric)
-        wins = int((per_seed[new] >= per_seed[best] - 1e-12).sum())
-        rows.append({**dict(zip(groups, keys)), SIGNAL_NAMES.get(new, new): round(means[new], digits),
-                     "best other signal": SIGNAL_NAMES.get(best, best), "its " + metric: round(others[best], digits),
-                     "difference": round(means[new] - others[best], digits),
-                     "seeds at least as good": f"{wins}/{len(per_seed)}"})
+    rows = _best_signal_rows(metrics, new, metric, groups, base, digits=digits, best_label="best other signal")
     if not rows:
         return pd.DataFrame()
     table = pd.DataFrame(rows)

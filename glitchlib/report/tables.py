@@ -294,6 +294,30 @@ def compare_signals(
     return _pretty_index(_sort_rows(out), None)
 
 
+def _best_signal_rows(metrics: pd.DataFrame, new: str, metric: str, groups: list[str], baselines: Sequence[str], *,
+               digits: int, best_label: str) -> list[dict]:
+    """One row per group of ``groups``: ``new``'s mean ``metric``, the best of ``baselines``, the gap, the seed wins.
+
+    Signals without a value in a group (NaN means) are not candidates; a group
+    where ``new`` or every baseline is missing gives no row.
+    """
+    rows = []
+    for keys, group in model_variants(metrics).groupby(groups, sort=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        means = group.groupby("signal")[metric].mean()
+        others = means[[s for s in baselines if s in means.index and s != new]].dropna()
+        if new not in means.index or others.empty:
+            continue
+        best = others.idxmax()
+        per_seed = group.pivot_table(index="seed", columns="signal", values=metric)
+        wins = int((per_seed[new] >= per_seed[best] - 1e-12).sum())
+        rows.append({**dict(zip(groups, keys)), SIGNAL_NAMES.get(new, new): round(means[new], digits),
+                     best_label: SIGNAL_NAMES.get(best, best), "its " + metric: round(others[best], digits),
+                     "difference": round(means[new] - others[best], digits),
+                     "seeds at least as good": f"{wins}/{len(per_seed)}"})
+    return rows
+
+
 def claim_table(
     metrics: pd.DataFrame, new: str, metric: str = "f1", *, baselines: Sequence[str] | None = None, digits: int = 2
 ) -> pd.DataFrame:
@@ -308,21 +332,8 @@ def claim_table(
         return pd.DataFrame()
     excluded = {"cnci", "pcid", "cfrank"}
     base = list(baselines) if baselines is not None else [s for s in INFLUENCE_SIGNALS if s not in excluded]
-    data = model_variants(metrics)
     groups = ["dataset", "model", "glitch"]
-    rows = []
-    for keys, group in data.groupby(groups, sort=False):
-        means = group.groupby("signal")[metric].mean()
-        others = means[[s for s in base if s in means.index and s != new]]
-        if new not in means.index or others.empty:
-            continue
-        best = others.idxmax()
-        per_seed = group.pivot_table(index="seed", columns="signal", values=metric)
-        wins = int((per_seed[new] >= per_seed[best] - 1e-12).sum())
-        rows.append({**dict(zip(groups, keys)), SIGNAL_NAMES.get(new, new): round(means[new], digits),
-                     "best existing signal": SIGNAL_NAMES.get(best, best), "its " + metric: round(others[best], digits),
-                     "difference": round(means[new] - others[best], digits),
-                     "seeds at least as good": f"{wins}/{len(per_seed)}"})
+    rows = _best_signal_rows(metrics, new, metric, groups, base, digits=digits, best_label="best existing signal")
     if not rows:
         return pd.DataFrame()
     return _pretty_index(_sort_rows(pd.DataFrame(rows).set_index(groups)), None)
