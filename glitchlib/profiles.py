@@ -345,8 +345,17 @@ def _weights_fit(model: str, path: str, size: int, mtime: int, n_classes: int) -
 
 @functools.lru_cache(maxsize=16)
 def _loaded_labels(dataset: str, seed: int, subset: float, root: str | None):
+    import torch
+
     from . import data
 
+    if dataset == "imagewoof":  # the labels come from the file names: no image is decoded
+        from .data.folders import IMAGEWOOF_FOLDER, imagewoof_split
+
+        base = Path(root).expanduser() if root is not None else data.default_root()
+        layout, index = imagewoof_split(base / IMAGEWOOF_FOLDER, subset, seed)
+        return (torch.from_numpy(layout["train"][1][index["train"]]),
+                torch.from_numpy(layout["val"][1][index["val"]]), len(layout["class_names"]))
     d = data.load(dataset, seed=seed, subset=subset, root=root)
     return d.y_train, d.y_test, d.n_classes
 

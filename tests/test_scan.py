@@ -234,3 +234,27 @@ def test_scan_cli_runs_and_refuses_bad_input(scanned, tmp_path, capsys):
                               capture_output=True, text=True)
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr and f"argument {flag}" in proc.stderr
+
+
+def test_runnability_of_imagewoof_cells_counts_labels_without_decoding_images(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from glitchlib.config import ExperimentSettings
+    from glitchlib.profiles import runnable
+
+    root = tmp_path / folders.IMAGEWOOF_FOLDER
+    for split, n in (("train", 20), ("val", 10)):
+        for wnid in list(folders.IMAGEWOOF_CLASSES)[:3]:
+            (root / split / wnid).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (8, 8)).save(root / split / wnid / f"{i}.JPEG")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the runnability check decoded images")
+
+    monkeypatch.setattr(folders, "read_images", no_decoding)
+    cell = dict(dataset="imagewoof", model="efficientnet_lite0", glitch="uniform", data_root=str(tmp_path))
+    assert runnable(ExperimentSettings(**cell, ratio=0.1, subset=0.5)) == (True, "")
+    # 30 training images at subset 0.5, 10 % of them: 1 glitch; 1 % selects none, and says so
+    ok, reason = runnable(ExperimentSettings(**cell, ratio=0.01, subset=0.5))
+    assert not ok and "ratio" in reason

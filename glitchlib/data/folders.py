@@ -27,7 +27,8 @@ from .subsets import stratified_indices
 
 __all__ = [
     "IMAGE_EXTENSIONS", "IMAGEWOOF_URL", "IMAGEWOOF_FOLDER", "IMAGEWOOF_CLASSES",
-    "list_image_folder", "read_images", "load_image_folder", "load_imagewoof", "write_image_folder",
+    "list_image_folder", "read_images", "load_image_folder", "load_imagewoof", "imagewoof_split",
+    "write_image_folder",
 ]
 
 #: File endings read as images (torchvision's ``IMG_EXTENSIONS``).
@@ -300,6 +301,19 @@ def _download_imagewoof(root: Path, url: str) -> None:
     archive.unlink()
 
 
+def imagewoof_split(folder, subset: float, seed: int) -> tuple[dict, dict]:
+    """The layout of an unpacked ImageWoof folder and the indices of the stratified subset of each split.
+
+    Reads file names only, no image: ``(layout, {"train": index, "val": index})``
+    with ``layout`` as :func:`list_image_folder` returns it. :func:`load_imagewoof`
+    decodes these images; the runnability check counts their labels.
+    """
+    layout = list_image_folder(folder)
+    index = {split: stratified_indices(layout[split][1], float(subset), seed) if subset < 1
+             else np.arange(len(layout[split][0])) for split in ("train", "val")}
+    return layout, index
+
+
 def load_imagewoof(root=None, *, download: bool = False, image_size: int = 224, subset: float = 0.1,
                    seed: int = 0, url: str = IMAGEWOOF_URL, progress: bool = True):
     """ImageWoof (ten dog breeds of ImageNet, fastai's 320 px release), SPEC.md section 9.10.
@@ -341,11 +355,11 @@ def load_imagewoof(root=None, *, download: bool = False, image_size: int = 224, 
         if not download:
             raise FileNotFoundError(imagewoof_missing_message(root))
         _download_imagewoof(root, url)
-    layout = list_image_folder(folder)
+    layout, split_index = imagewoof_split(folder, subset, seed)
     parts = {}
     for split in ("train", "val"):
         files, labels = layout[split]
-        index = stratified_indices(labels, float(subset), seed) if subset < 1 else np.arange(len(files))
+        index = split_index[split]
         chosen = [files[i] for i in index]
         parts[split] = (read_images(chosen, image_size=image_size, progress=progress),
                         torch.from_numpy(labels[index]), index, [str(f) for f in chosen])
