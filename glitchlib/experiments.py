@@ -40,7 +40,6 @@ metrics          F1, AP and AUROC per signal and detector against the glitch
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import platform

@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 __all__ = ["ScanSettings", "ScanResult", "scan_folder", "folder_fingerprint", "suspects_html"]
 

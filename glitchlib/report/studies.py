@@ -25,7 +25,7 @@ from .names import (
     pretty,
 )
 from .plots import _empty_figure
-from .tables import _best_signal_rows, format_mean_std, mean_std, mean_std_table
+from .tables import _best_signal_rows, format_mean_std, mean_std_table
 
 __all__ = [
     "PAPER_CNCI_GAIN_AT_1PCT",
