@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from glitchlib import experiments
-from glitchlib.config import ExperimentSettings
+from glitchlib.settings import ExperimentSettings
 from glitchlib.grid import run_grid
 from glitchlib.profiles import profile_settings
 from glitchlib.store import Store

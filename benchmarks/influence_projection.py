@@ -75,7 +75,7 @@ def main() -> None:
     y = torch.tensor(digits.target, dtype=torch.int64)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed))
     tr, te = order[:1200], order[1200:]
-    glitch = uniform_noise(y[tr].numpy(), 0.1, seed=args.seed, n_classes=10)
+    glitch = uniform_noise(y[tr].numpy(), ratio=0.1, seed=args.seed, n_classes=10)
     y_noisy = torch.as_tensor(glitch.y)
     model, checkpoints = train(x[tr], y_noisy, args.epochs, 0.05, args.seed)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "

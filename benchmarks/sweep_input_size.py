@@ -62,7 +62,7 @@ def load_subset(dataset: str, n_train: int, n_val: int, noise: float, seed: int)
     if noise > 0:
         from glitchlib import glitches
 
-        y_train = torch.as_tensor(glitches.class_based_noise(y_train.numpy(), noise, seed).y)
+        y_train = torch.as_tensor(glitches.class_based_noise(y_train.numpy(), ratio=noise, seed=seed).y)
     return x_train, y_train, ds.x_test[val], ds.y_test[val]
 
 

@@ -32,7 +32,7 @@ from glitchlib.train import fit
 def sweep(dataset: str, model_name: str, lrs, batch_sizes, epochs: int, seed: int) -> pd.DataFrame:
     """Validation accuracy after every epoch for each (lr, batch size): one row per epoch."""
     ds = data.load(dataset, seed=seed)
-    noisy = glitches.inject("uniform", ds.y_train.numpy(), 0.1, seed, n_classes=ds.n_classes)
+    noisy = glitches.inject("uniform", ds.y_train.numpy(), ratio=0.1, seed=seed, n_classes=ds.n_classes)
     y_train = torch.as_tensor(noisy.y, dtype=torch.int64)
     model = models.create(model_name, ds.n_classes, pretrained=False, seed=seed, n_features=ds.x_train.shape[1])
     rows = []

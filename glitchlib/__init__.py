@@ -28,7 +28,6 @@ _SUBMODULES = (
     "metrics",
     "detect",
     "store",
-    "config",
     "profiles",
     "studies",
     "grid",

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import ExperimentSettings
+from .settings import ExperimentSettings
 from .store import HISTORY_FILE, METRICS_FILE, SCORES_FILE, Entry, IncompatibleEntry, Store, file_lock
 
 # Files of the stages, relative to the entry's directory.
@@ -214,7 +214,7 @@ class _Pipeline:
         from . import glitches
 
         index = torch.from_numpy(self.glitch["corrupt_index"])
-        return glitches.corrupt_images(self.split["x_train"][index], self.s.corruption)
+        return glitches.corrupt_images(self.split["x_train"][index], corruption=self.s.corruption)
 
     @cached_property
     def dirty_inputs(self) -> torch.Tensor:
@@ -233,13 +233,13 @@ class _Pipeline:
         s, split = self.s, self.split
         pool = self.ood_pool if s.glitch in ("anomalies", "mixed") else None
         g = glitches.inject(
-            s.glitch, split["y_train"].numpy(), s.ratio, s.seed, x=split["x_train"],
+            s.glitch, split["y_train"].numpy(), ratio=s.ratio, seed=s.seed, x=split["x_train"],
             x_ood=None if pool is None else pool.x, y_ood=None if pool is None else pool.y.numpy(),
             n_classes=split["n_classes"], n_contaminated=s.n_contaminated, corruption=s.corruption,
         )
         y_test, test_mask = split["y_test"].numpy(), np.zeros(len(split["y_test"]), dtype=bool)
         if s.test_ratio:  # SPEC.md section 9.5: the same kind of noise, the same seed (same T(c))
-            t = glitches.inject(s.glitch, y_test, s.test_ratio, s.seed, n_classes=split["n_classes"],
+            t = glitches.inject(s.glitch, y_test, ratio=s.test_ratio, seed=s.seed, n_classes=split["n_classes"],
                                 n_contaminated=s.n_contaminated)
             y_test, test_mask = t.y, t.mask
         arrays = {

@@ -24,12 +24,12 @@ import os
 import sys
 from pathlib import Path
 
-from .config import COUNTERFACTUAL_CHOICES, DATASETS, GLITCH_KINDS, INFLUENCE_CHOICES, MODELS, ExperimentSettings, field_help
+from .settings import COUNTERFACTUAL_CHOICES, DATASETS, GLITCHES, INFLUENCE_CHOICES, MODELS, ExperimentSettings, field_help
 from .profiles import PROFILES
 
 __all__ = ["main", "build_parser"]
 
-_CHOICES = {"dataset": DATASETS, "glitch": GLITCH_KINDS, "influence": INFLUENCE_CHOICES,
+_CHOICES = {"dataset": DATASETS, "glitch": GLITCHES, "influence": INFLUENCE_CHOICES,
             "counterfactual": COUNTERFACTUAL_CHOICES}
 _INTS = {"seed", "n_train", "n_test", "n_contaminated", "batch_size", "epochs", "projection_dim"}
 _FLOATS = {"ratio", "subset", "lr"}

@@ -68,9 +68,8 @@ from ._pipeline import (
     outdated_stage,
 )
 from . import _validation, profiles
-from .config import ExperimentSettings
+from .settings import ExperimentSettings, resolve_training_settings
 from .profiles import profile_settings, runnable
-from .settings import resolve_training_settings
 from .store import (
     ENVIRONMENT_FILE,
     HISTORY_FILE,

@@ -1,7 +1,8 @@
 """Seeded injection of data glitches (SPEC.md section 2).
 
 Six injectors, pure functions on arrays; each returns a :class:`GlitchSet` with the
-labels given to training, the true labels, the glitch mask and every sample's kind:
+labels given to training, the true labels, the glitch mask and every sample's kind
+(one of :data:`SAMPLE_KINDS`: clean, mislabeled, anomaly, corrupted):
 
 * :func:`uniform_noise`: ``floor(r*n)`` samples get a label drawn uniformly from the
   ``C-1`` other classes;
@@ -32,16 +33,15 @@ import numpy as np
 import torch
 
 from . import _validation
-from .config import CORRUPTIONS, GLITCH_KINDS
+from .settings import ANOMALY, CLEAN, CORRUPTED, CORRUPTIONS, GLITCHES, MISLABELED, SAMPLE_KINDS
 from .data.transforms import match_image_shape
 
 __all__ = [
-    "GLITCH_KINDS", "CLEAN", "MISLABELED", "ANOMALY", "GlitchSet", "glitch_count",
+    "GLITCHES", "SAMPLE_KINDS", "CLEAN", "MISLABELED", "ANOMALY", "CORRUPTED", "GlitchSet", "glitch_count",
     "uniform_noise", "class_based_noise", "anomalies", "mixed", "inject",
-    "CORRUPTED", "CORRUPTIONS", "corruptions", "corrupt_images", "no_glitch",
+    "CORRUPTIONS", "corruptions", "corrupt_images", "no_glitch",
 ]
 
-CLEAN, MISLABELED, ANOMALY, CORRUPTED = "clean", "mislabeled", "anomaly", "corrupted"
 MAX_RATIO = 0.5
 
 
@@ -59,7 +59,8 @@ class GlitchSet:
     mask : numpy.ndarray of bool, shape (n_dirty,)
         True for glitched samples.
     kind : numpy.ndarray of str, shape (n_dirty,)
-        ``"clean"``, ``"mislabeled"``, ``"anomaly"`` or ``"corrupted"`` per sample.
+        The kind of every sample, one of :data:`SAMPLE_KINDS`: ``"clean"``,
+        ``"mislabeled"``, ``"anomaly"`` or ``"corrupted"``.
     x : torch.Tensor, numpy.ndarray or None
         The inputs with the anomalies appended after the originals, or with the
         corrupted images in place (same type as the ``x`` given); None for pure
@@ -69,7 +70,7 @@ class GlitchSet:
     target_classes : dict[int, int] or None
         Class-based noise: the target ``T(c)`` of every contaminated class ``c``.
     glitch : str
-        The injector's name, one of :data:`GLITCH_KINDS`.
+        The glitch injected, one of :data:`GLITCHES`.
     """
 
     y: np.ndarray
@@ -150,7 +151,7 @@ def _sub_seeds(seed: int, k: int) -> list[int]:
 
 # ------------------------------------------------------------------ label noise
 
-def uniform_noise(y, ratio: float, seed: int, n_classes: int | None = None) -> GlitchSet:
+def uniform_noise(y, *, ratio: float, seed: int, n_classes: int | None = None) -> GlitchSet:
     """Uniform class noise: ``floor(ratio*n)`` labels flipped to a random other class.
 
     The flipped samples are drawn uniformly without replacement; each gets a label
@@ -185,7 +186,7 @@ def uniform_noise(y, ratio: float, seed: int, n_classes: int | None = None) -> G
     return _label_noise(y_new, y_true, chosen, "uniform", None)
 
 
-def class_based_noise(y, ratio: float, seed: int, n_classes: int | None = None,
+def class_based_noise(y, *, ratio: float, seed: int, n_classes: int | None = None,
                       n_contaminated: int | None = None) -> GlitchSet:
     """Class-dependent noise: in a contaminated class ``c``, ``floor(ratio*n_c)`` labels become ``T(c)``.
 
@@ -279,7 +280,7 @@ def _append(x, x_ood, index: np.ndarray):
     return np.concatenate([x, np.asarray(extra).astype(x.dtype, copy=False)])
 
 
-def anomalies(x, y, x_ood, y_ood, ratio: float, seed: int,
+def anomalies(x, y, x_ood, y_ood, *, ratio: float, seed: int,
               n_classes: int | None = None) -> GlitchSet:
     """Out-of-distribution anomalies: ``floor(ratio*n)`` images of one foreign class, appended.
 
@@ -340,7 +341,7 @@ def anomalies(x, y, x_ood, y_ood, ratio: float, seed: int,
         ood_index=ood_index.astype(np.int64), target_classes=None, glitch="anomalies")
 
 
-def mixed(x, y, x_ood, y_ood, ratio: float, seed: int,
+def mixed(x, y, x_ood, y_ood, *, ratio: float, seed: int,
           n_classes: int | None = None) -> GlitchSet:
     """Uniform noise and anomalies in one training set, ``ratio`` of the original ``n`` each.
 
@@ -360,9 +361,9 @@ def mixed(x, y, x_ood, y_ood, ratio: float, seed: int,
     """
     _check_seed(seed)
     noise_seed, anomaly_seed = _sub_seeds(int(seed), 2)
-    noise = uniform_noise(y, ratio, noise_seed, n_classes)
+    noise = uniform_noise(y, ratio=ratio, seed=noise_seed, n_classes=n_classes)
     n_classes = _n_classes(noise.y_true, n_classes)
-    anomaly = anomalies(x, y, x_ood, y_ood, ratio, anomaly_seed, n_classes)
+    anomaly = anomalies(x, y, x_ood, y_ood, ratio=ratio, seed=anomaly_seed, n_classes=n_classes)
     n = len(noise.y)
     return GlitchSet(
         y=np.concatenate([noise.y, anomaly.y[n:]]),
@@ -379,7 +380,7 @@ def _check_corruption(corruption, strength) -> tuple[str, float]:
     return corruption, _validation.as_real(strength, "strength", low=0.0, high=1.0, low_open=True)
 
 
-def corrupt_images(x, corruption: str = "stripe", strength: float = 0.3):
+def corrupt_images(x, *, corruption: str = "stripe", strength: float = 0.3):
     """Apply one MNIST-C corruption to every image of ``x`` (SPEC.md section 9.4).
 
     The corruption acts on pixel values in [0, 1]: the normalised images are
@@ -438,7 +439,7 @@ def _normalise(v):
     return (v - 0.5) / 0.5
 
 
-def corruptions(x, y, ratio: float, seed: int, *, corruption: str = "stripe", strength: float = 0.3,
+def corruptions(x, y, *, ratio: float, seed: int, corruption: str = "stripe", strength: float = 0.3,
                 n_classes: int | None = None) -> GlitchSet:
     """Corrupted images: ``floor(ratio*n)`` images corrupted in place, labels kept (SPEC.md section 9.4).
 
@@ -484,7 +485,7 @@ def corruptions(x, y, ratio: float, seed: int, *, corruption: str = "stripe", st
     chosen = np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
     x_new = x.clone() if isinstance(x, torch.Tensor) else np.array(x, copy=True)
     index = torch.from_numpy(chosen) if isinstance(x, torch.Tensor) else chosen
-    x_new[index] = corrupt_images(x[index], corruption, strength)
+    x_new[index] = corrupt_images(x[index], corruption=corruption, strength=strength)
     mask = np.zeros(n, dtype=bool)
     mask[chosen] = True
     return GlitchSet(y=y_true.copy(), y_true=y_true, mask=mask, kind=np.where(mask, CORRUPTED, CLEAN),
@@ -492,7 +493,7 @@ def corruptions(x, y, ratio: float, seed: int, *, corruption: str = "stripe", st
                      glitch="corruption")
 
 
-def no_glitch(y, ratio: float = 0.1, seed: int = 0, n_classes: int | None = None) -> GlitchSet:
+def no_glitch(y, *, ratio: float = 0.1, seed: int = 0, n_classes: int | None = None) -> GlitchSet:
     """The clean twin of a glitched run: nothing injected, the mask all False (SPEC.md section 9.3).
 
     ``ratio`` and ``seed`` are checked like every injector's, so that a twin has
@@ -510,34 +511,35 @@ def no_glitch(y, ratio: float = 0.1, seed: int = 0, n_classes: int | None = None
     return _label_noise(y_true.copy(), y_true, np.empty(0, dtype=np.int64), "none", None)
 
 
-def inject(kind: str, y, ratio: float, seed: int, *, x=None, x_ood=None, y_ood=None,
+def inject(glitch: str, y, *, ratio: float, seed: int, x=None, x_ood=None, y_ood=None,
            n_classes: int | None = None, n_contaminated: int | None = None,
            corruption: str | None = None, strength: float = 0.3) -> GlitchSet:
-    """Inject glitches of ``kind`` (one of :data:`GLITCH_KINDS`) by name.
+    """Inject the glitch named ``glitch`` (one of :data:`GLITCHES`).
 
     ``x``, ``x_ood`` and ``y_ood`` are required for ``"anomalies"`` and ``"mixed"``,
     ``x`` for ``"corruption"`` (``corruption`` None means ``"stripe"``); ``n_contaminated`` only applies
     to ``"class-based"``. ``"none"`` injects nothing (``ratio`` is checked, then
     ignored).
     """
-    _validation.as_choice(kind, "kind", GLITCH_KINDS)
-    if n_contaminated is not None and kind != "class-based":
-        raise ValueError(f"n_contaminated only applies to kind='class-based', not {kind!r}")
-    if corruption is not None and kind != "corruption":
-        raise ValueError(f"corruption only applies to kind='corruption', not {kind!r}")
-    if kind == "uniform":
-        return uniform_noise(y, ratio, seed, n_classes)
-    if kind == "class-based":
-        return class_based_noise(y, ratio, seed, n_classes, n_contaminated)
-    if kind == "none":
-        return no_glitch(y, ratio, seed, n_classes)
-    if kind == "corruption":
+    _validation.as_choice(glitch, "glitch", GLITCHES)
+    if n_contaminated is not None and glitch != "class-based":
+        raise ValueError(f"n_contaminated only applies to glitch='class-based', not {glitch!r}")
+    if corruption is not None and glitch != "corruption":
+        raise ValueError(f"corruption only applies to glitch='corruption', not {glitch!r}")
+    if glitch == "uniform":
+        return uniform_noise(y, ratio=ratio, seed=seed, n_classes=n_classes)
+    if glitch == "class-based":
+        return class_based_noise(y, ratio=ratio, seed=seed, n_classes=n_classes, n_contaminated=n_contaminated)
+    if glitch == "none":
+        return no_glitch(y, ratio=ratio, seed=seed, n_classes=n_classes)
+    if glitch == "corruption":
         if x is None:
-            raise ValueError("kind='corruption' needs x")
-        return corruptions(x, y, ratio, seed, corruption="stripe" if corruption is None else corruption,
+            raise ValueError("glitch='corruption' needs x: pass the training images")
+        return corruptions(x, y, ratio=ratio, seed=seed, corruption="stripe" if corruption is None else corruption,
                            strength=strength, n_classes=n_classes)
     missing = [name for name, v in (("x", x), ("x_ood", x_ood), ("y_ood", y_ood)) if v is None]
     if missing:
-        raise ValueError(f"kind={kind!r} needs {', '.join(missing)}")
-    function = anomalies if kind == "anomalies" else mixed
-    return function(x, y, x_ood, y_ood, ratio, seed, n_classes)
+        raise ValueError(f"glitch={glitch!r} needs {', '.join(missing)}: pass the training images and the "
+                         "out-of-distribution pool (glitchlib.data.load_ood)")
+    function = anomalies if glitch == "anomalies" else mixed
+    return function(x, y, x_ood, y_ood, ratio=ratio, seed=seed, n_classes=n_classes)

@@ -34,7 +34,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import _validation
-from .config import ExperimentSettings
+from .settings import ExperimentSettings
 from .profiles import runnable
 from .store import Store, as_store
 

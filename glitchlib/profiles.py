@@ -44,7 +44,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from .config import ExperimentSettings, field_names
+from .settings import ExperimentSettings, field_names
 
 __all__ = ["PROFILES", "profile_settings", "study_settings", "runnable", "settings_from_yaml", "tabular_cells"]
 
@@ -387,7 +387,7 @@ def _samples_feasible(s: ExperimentSettings) -> tuple[bool, str]:
             y_ood = _ood_labels(s.dataset, s.seed, s.data_root)
             x_ood = np.empty((len(y_ood), 0), dtype=np.float32)
         shape = (1, 1, 1) if s.glitch == "corruption" else (0,)  # corruptions take N x C x H x W images
-        glitches.inject(s.glitch, y, s.ratio, s.seed, x=np.zeros((len(y), *shape), dtype=np.float32),
+        glitches.inject(s.glitch, y, ratio=s.ratio, seed=s.seed, x=np.zeros((len(y), *shape), dtype=np.float32),
                         x_ood=x_ood, y_ood=y_ood, n_classes=n_classes, n_contaminated=s.n_contaminated)
     except ValueError as exc:
         return False, str(exc)

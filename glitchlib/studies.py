@@ -19,7 +19,7 @@ function                         experiment
 ================================ ===============================================
 
 >>> from glitchlib import studies
->>> from glitchlib.config import ExperimentSettings
+>>> from glitchlib.settings import ExperimentSettings
 >>> base = [ExperimentSettings(dataset="mnist", glitch="uniform", seed=s) for s in range(5)]
 >>> [(s.glitch, s.seed) for s in studies.clean_twins(base, seeds=2)]
 [('none', 0), ('none', 1)]

@@ -70,7 +70,7 @@ example = report.pick_run(needed, runs, seed=0)
 text = report.run_caption(example)
 if example is not None:
     data = g.experiments.load_training_set(example, store=store)
-    noise = g.glitches.class_based_noise(data.y_true, example.ratio, example.seed, n_contaminated=1)
+    noise = g.glitches.class_based_noise(data.y_true, ratio=example.ratio, seed=example.seed, n_contaminated=1)
     (source, target), = noise.target_classes.items()
     text += (f" Class {data.class_names[source]} → {data.class_names[target]}: {noise.n_glitches} flipped "
              f"labels (the run: {int(data.mask.sum())}).")

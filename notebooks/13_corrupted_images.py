@@ -102,7 +102,7 @@ fig = report.plot_gallery(g.data.denormalize(images), captions, hits, ncols=max(
 # stored images exactly:
 
 # %%
-{name: bool(np.array_equal(g.glitches.corrupt_images(sets[0].x[index], name).numpy(), t.x[index].numpy()))
+{name: bool(np.array_equal(g.glitches.corrupt_images(sets[0].x[index], corruption=name).numpy(), t.x[index].numpy()))
  for name, t in zip(("stripe", "brightness"), sets[1:]) if len(index)}
 
 # %% [markdown]

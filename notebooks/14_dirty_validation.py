@@ -83,7 +83,7 @@ example = report.pick_run([s for s in needed if s.test_ratio and s.glitch == "un
 text = report.run_caption(example)
 if example is not None:
     data = g.experiments.load_training_set(example, store=store)
-    noisy = g.glitches.uniform_noise(data.y_test, example.test_ratio, example.seed, n_classes=len(data.class_names))
+    noisy = g.glitches.uniform_noise(data.y_test, ratio=example.test_ratio, seed=example.seed, n_classes=len(data.class_names))
     stored = int(runs.loc[runs["key"] == example.key(), "n_test_noisy"].iloc[0])
     text += f" {len(data.y_test)} validation samples, {noisy.n_glitches} noisy labels (stored: {stored})."
 Markdown(text)

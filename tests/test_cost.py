@@ -53,7 +53,7 @@ def test_cost_breakdown_by_hand():
 
 
 def test_t1_to_t4_table_reads_the_stage_means():
-    from glitchlib.config import ExperimentSettings
+    from glitchlib.settings import ExperimentSettings
 
     cell = ExperimentSettings(dataset="mnist", model="efficientnet_lite0", glitch="class-based", seed=0)
     timings = pd.DataFrame([

@@ -21,7 +21,7 @@ import torch
 import glitchlib.features
 import glitchlib.train
 from glitchlib import cli, experiments
-from glitchlib.config import ExperimentSettings
+from glitchlib.settings import ExperimentSettings
 from glitchlib.grid import grid_status, run_grid
 from glitchlib.report import summary_tables
 from glitchlib.profiles import profile_settings, runnable

@@ -34,7 +34,7 @@ def test_glitch_count_is_floor(ratio, n, expected):
 @pytest.mark.parametrize("ratio,n", [(0.1, 1000), (0.29, 100), (0.5, 37), (0.05, 6000)])
 def test_uniform_noise_counts_and_flips(ratio, n):
     y = labels([n // 4, n // 4, n // 4, n - 3 * (n // 4)])
-    g = G.uniform_noise(y, ratio, seed=3, n_classes=4)
+    g = G.uniform_noise(y, ratio=ratio, seed=3, n_classes=4)
     k = math.floor(ratio * n + 1e-9)
     assert g.n_glitches == k == int(g.mask.sum())
     assert np.array_equal(g.y_true, y)
@@ -50,7 +50,7 @@ def test_uniform_noise_counts_and_flips(ratio, n):
 def test_uniform_noise_new_label_is_uniform_over_other_classes():
     y = np.zeros(20000, dtype=np.int64)
     y[:2] = [1, 2]                                       # three classes present
-    g = G.uniform_noise(y, 0.5, seed=0, n_classes=3)
+    g = G.uniform_noise(y, ratio=0.5, seed=0, n_classes=3)
     flipped = g.y[g.mask & (y == 0)]
     share = np.bincount(flipped, minlength=3) / len(flipped)
     assert share[0] == 0
@@ -59,15 +59,15 @@ def test_uniform_noise_new_label_is_uniform_over_other_classes():
 
 def test_uniform_noise_seeds():
     y = labels([50] * 10)
-    a, b = G.uniform_noise(y, 0.1, 7), G.uniform_noise(y, 0.1, 7)
-    c = G.uniform_noise(y, 0.1, 8)
+    a, b = G.uniform_noise(y, ratio=0.1, seed=7), G.uniform_noise(y, ratio=0.1, seed=7)
+    c = G.uniform_noise(y, ratio=0.1, seed=8)
     assert np.array_equal(a.y, b.y) and np.array_equal(a.mask, b.mask)
     assert not np.array_equal(a.mask, c.mask)
 
 
 def test_uniform_noise_accepts_torch_labels_and_returns_numpy():
     y = torch.as_tensor(labels([20, 20, 20]))
-    g = G.uniform_noise(y, 0.2, 0)
+    g = G.uniform_noise(y, ratio=0.2, seed=0)
     assert isinstance(g.y, np.ndarray) and g.n_glitches == 12
     assert np.array_equal(g.y_true, y.numpy())
 
@@ -78,7 +78,7 @@ def test_class_based_noise_per_class_counts_and_targets():
     counts = [100, 57, 80, 33, 120]
     y = labels(counts)
     ratio = 0.3
-    g = G.class_based_noise(y, ratio, seed=5)
+    g = G.class_based_noise(y, ratio=ratio, seed=5)
     assert g.glitch == "class-based"
     assert sorted(g.target_classes) == [0, 1, 2, 3, 4]
     for c, n_c in enumerate(counts):
@@ -95,7 +95,7 @@ def test_class_based_noise_targets_vary_over_seeds():
     y = labels([10] * 4)
     seen = {c: set() for c in range(4)}
     for seed in range(60):
-        for c, t in G.class_based_noise(y, 0.2, seed).target_classes.items():
+        for c, t in G.class_based_noise(y, ratio=0.2, seed=seed).target_classes.items():
             seen[c].add(t)
     assert all(seen[c] == set(range(4)) - {c} for c in range(4))
 
@@ -104,7 +104,7 @@ def test_class_based_noise_targets_vary_over_seeds():
 def test_class_based_noise_n_contaminated(k):
     counts = [40, 40, 40, 40, 40, 40]
     y = labels(counts)
-    g = G.class_based_noise(y, 0.25, seed=2, n_contaminated=k)
+    g = G.class_based_noise(y, ratio=0.25, seed=2, n_contaminated=k)
     assert len(g.target_classes) == k
     dirty = set(np.unique(y[g.mask]).tolist())
     assert dirty == set(g.target_classes)
@@ -113,9 +113,9 @@ def test_class_based_noise_n_contaminated(k):
 
 def test_class_based_noise_seeds():
     y = labels([30] * 5)
-    a, b = G.class_based_noise(y, 0.1, 1), G.class_based_noise(y, 0.1, 1)
+    a, b = G.class_based_noise(y, ratio=0.1, seed=1), G.class_based_noise(y, ratio=0.1, seed=1)
     assert np.array_equal(a.y, b.y) and a.target_classes == b.target_classes
-    c = G.class_based_noise(y, 0.1, 2)
+    c = G.class_based_noise(y, ratio=0.1, seed=2)
     assert not (np.array_equal(a.y, c.y) and a.target_classes == c.target_classes)
 
 
@@ -129,7 +129,7 @@ def test_anomalies_appended_from_one_class_with_one_label(as_torch):
     ratio = 0.1
     if as_torch:
         x, x_ood, y_ood = torch.as_tensor(x), torch.as_tensor(x_ood), torch.as_tensor(y_ood)
-    g = G.anomalies(x, y, x_ood, y_ood, ratio, seed=4)
+    g = G.anomalies(x, y, x_ood, y_ood, ratio=ratio, seed=4)
     k = 10
     assert isinstance(g.x, torch.Tensor if as_torch else np.ndarray)
     assert g.x.shape == (100 + k, 1, 4, 4)
@@ -150,9 +150,9 @@ def test_anomalies_seeds():
     y = labels([50, 50])
     x = np.zeros((100, 1, 4, 4), np.float32)
     x_ood, y_ood = ood_pool((40, 40, 40, 40))
-    a = G.anomalies(x, y, x_ood, y_ood, 0.2, 3)
-    b = G.anomalies(x, y, x_ood, y_ood, 0.2, 3)
-    c = G.anomalies(x, y, x_ood, y_ood, 0.2, 4)
+    a = G.anomalies(x, y, x_ood, y_ood, ratio=0.2, seed=3)
+    b = G.anomalies(x, y, x_ood, y_ood, ratio=0.2, seed=3)
+    c = G.anomalies(x, y, x_ood, y_ood, ratio=0.2, seed=4)
     assert np.array_equal(a.ood_index, b.ood_index) and np.array_equal(a.y, b.y)
     assert not np.array_equal(a.ood_index, c.ood_index)
 
@@ -163,7 +163,7 @@ def test_anomalies_class_and_label_cover_all_choices_over_seeds():
     x_ood, y_ood = ood_pool((10, 10, 10, 10))
     classes, given = set(), set()
     for seed in range(40):
-        g = G.anomalies(x, y, x_ood, y_ood, 0.1, seed)
+        g = G.anomalies(x, y, x_ood, y_ood, ratio=0.1, seed=seed)
         classes.add(int(y_ood[g.ood_index[0]]))
         given.add(int(g.y[-1]))
     assert classes == {0, 1, 2, 3} and given == {0, 1, 2}
@@ -190,7 +190,7 @@ def test_anomalies_resized_and_channel_matched():
     x_ood = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (12, 1, 5, 5)),
                             dtype=torch.float32)
     y_ood = torch.as_tensor([0] * 6 + [1] * 6)
-    g = G.anomalies(x, y, x_ood, y_ood, 0.1, seed=0)
+    g = G.anomalies(x, y, x_ood, y_ood, ratio=0.1, seed=0)
     assert g.x.shape == (22, 3, 8, 8) and g.x.dtype == torch.float32
     for row, i in zip(g.x[20:], g.ood_index):
         expected = _bilinear_oracle(x_ood[i, 0].double().numpy(), 8, 8)
@@ -204,7 +204,7 @@ def test_anomalies_rgb_pool_into_grey_images():
     x_ood = np.stack([np.full((3, 4, 4), v, np.float32) for v in (0.5, -0.5)] * 3)
     x_ood[:, 1] = 0.0
     y_ood = np.zeros(6, np.int64)
-    g = G.anomalies(x, y, x_ood, y_ood, 0.1, seed=0)
+    g = G.anomalies(x, y, x_ood, y_ood, ratio=0.1, seed=0)
     expected = (0.299 + 0.114) * x_ood[g.ood_index, 0]    # luma of (v, 0, v)
     np.testing.assert_allclose(g.x[20:, 0], expected, atol=1e-6)
 
@@ -215,16 +215,16 @@ def test_mixed_counts_kinds_and_seeds():
     y = labels([30, 30, 40])
     x = np.random.default_rng(0).normal(size=(100, 1, 4, 4)).astype(np.float32)
     x_ood, y_ood = ood_pool((20, 20))
-    g = G.mixed(x, y, x_ood, y_ood, 0.1, seed=9)
+    g = G.mixed(x, y, x_ood, y_ood, ratio=0.1, seed=9)
     assert g.glitch == "mixed" and len(g) == 110 and g.x.shape[0] == 110
     assert (g.kind[:100] == "mislabeled").sum() == 10
     assert np.array_equal(g.mask[:100], g.y[:100] != y)
     assert set(g.kind[100:]) == {"anomaly"} and g.mask[100:].all()
     assert np.array_equal(g.mask, g.kind != "clean")
     assert len(set(g.y[100:].tolist())) == 1 and len(set(y_ood[g.ood_index].tolist())) == 1
-    again = G.mixed(x, y, x_ood, y_ood, 0.1, seed=9)
+    again = G.mixed(x, y, x_ood, y_ood, ratio=0.1, seed=9)
     assert np.array_equal(g.y, again.y) and np.array_equal(g.x, again.x)
-    other = G.mixed(x, y, x_ood, y_ood, 0.1, seed=10)
+    other = G.mixed(x, y, x_ood, y_ood, ratio=0.1, seed=10)
     assert not np.array_equal(g.mask, other.mask)
 
 
@@ -232,44 +232,44 @@ def test_inject_dispatches():
     y = labels([20, 20])
     x = np.zeros((40, 1, 4, 4), np.float32)
     x_ood, y_ood = ood_pool((10, 10))
-    assert np.array_equal(G.inject("uniform", y, 0.1, 1).y, G.uniform_noise(y, 0.1, 1).y)
-    assert G.inject("class-based", y, 0.1, 1, n_contaminated=1).target_classes == \
-        G.class_based_noise(y, 0.1, 1, n_contaminated=1).target_classes
-    for kind, f in (("anomalies", G.anomalies), ("mixed", G.mixed)):
-        got = G.inject(kind, y, 0.1, 1, x=x, x_ood=x_ood, y_ood=y_ood)
-        assert np.array_equal(got.y, f(x, y, x_ood, y_ood, 0.1, 1).y)
-    assert G.GLITCH_KINDS == ("uniform", "class-based", "anomalies", "mixed", "corruption", "none")
+    assert np.array_equal(G.inject("uniform", y, ratio=0.1, seed=1).y, G.uniform_noise(y, ratio=0.1, seed=1).y)
+    assert G.inject("class-based", y, ratio=0.1, seed=1, n_contaminated=1).target_classes == \
+        G.class_based_noise(y, ratio=0.1, seed=1, n_contaminated=1).target_classes
+    for glitch, f in (("anomalies", G.anomalies), ("mixed", G.mixed)):
+        got = G.inject(glitch, y, ratio=0.1, seed=1, x=x, x_ood=x_ood, y_ood=y_ood)
+        assert np.array_equal(got.y, f(x, y, x_ood, y_ood, ratio=0.1, seed=1).y)
+    assert G.GLITCHES == ("uniform", "class-based", "anomalies", "mixed", "corruption", "none")
 
 
 # ------------------------------------------------------------------ bad inputs
 
 @pytest.mark.parametrize("ratio", [0, -0.1, 0.51, 1.0, float("nan"), True, "0.1", None])
-@pytest.mark.parametrize("kind", G.GLITCH_KINDS)
-def test_bad_ratio(kind, ratio):
+@pytest.mark.parametrize("glitch", G.GLITCHES)
+def test_bad_ratio(glitch, ratio):
     y = labels([20, 20])
     x_ood, y_ood = ood_pool((30, 30))
     with pytest.raises(ValueError, match="ratio"):
-        G.inject(kind, y, ratio, 0, x=np.zeros((40, 1, 4, 4), np.float32),
+        G.inject(glitch, y, ratio=ratio, seed=0, x=np.zeros((40, 1, 4, 4), np.float32),
                  x_ood=x_ood, y_ood=y_ood)
 
 
 @pytest.mark.parametrize("y", [[], np.zeros((4, 5), int), [0.0, 1.0, 1.0, 0.0],
                                [0, -1, 1, 1], [True, False]])
-@pytest.mark.parametrize("kind", G.GLITCH_KINDS)
-def test_bad_labels(kind, y):
+@pytest.mark.parametrize("glitch", G.GLITCHES)
+def test_bad_labels(glitch, y):
     n = len(y)
     x_ood, y_ood = ood_pool((30, 30))
     with pytest.raises(ValueError, match=r"\by\b"):
-        G.inject(kind, y, 0.5, 0, x=np.zeros((n, 1, 4, 4), np.float32),
+        G.inject(glitch, y, ratio=0.5, seed=0, x=np.zeros((n, 1, 4, 4), np.float32),
                  x_ood=x_ood, y_ood=y_ood)
 
 
-@pytest.mark.parametrize("kind", G.GLITCH_KINDS)
-def test_label_outside_n_classes(kind):
+@pytest.mark.parametrize("glitch", G.GLITCHES)
+def test_label_outside_n_classes(glitch):
     y = [0, 1, 2, 3] * 5
     x_ood, y_ood = ood_pool((30, 30))
     with pytest.raises(ValueError, match="n_classes"):
-        G.inject(kind, y, 0.1, 0, n_classes=3, x=np.zeros((20, 1, 4, 4), np.float32),
+        G.inject(glitch, y, ratio=0.1, seed=0, n_classes=3, x=np.zeros((20, 1, 4, 4), np.float32),
                  x_ood=x_ood, y_ood=y_ood)
 
 
@@ -277,38 +277,38 @@ def test_label_outside_n_classes(kind):
 def test_x_y_length_mismatch(f):
     x_ood, y_ood = ood_pool((30, 30))
     with pytest.raises(ValueError, match=r"\bx\b.*\by\b"):
-        f(np.zeros((19, 1, 4, 4), np.float32), labels([10, 10]), x_ood, y_ood, 0.1, 0)
+        f(np.zeros((19, 1, 4, 4), np.float32), labels([10, 10]), x_ood, y_ood, ratio=0.1, seed=0)
 
 
 @pytest.mark.parametrize("f", [G.anomalies, G.mixed])
 def test_x_ood_y_ood_length_mismatch(f):
     x_ood, y_ood = ood_pool((30, 30))
     with pytest.raises(ValueError, match="x_ood"):
-        f(np.zeros((20, 1, 4, 4), np.float32), labels([10, 10]), x_ood[:-1], y_ood, 0.1, 0)
+        f(np.zeros((20, 1, 4, 4), np.float32), labels([10, 10]), x_ood[:-1], y_ood, ratio=0.1, seed=0)
 
 
 @pytest.mark.parametrize("f", [G.anomalies, G.mixed])
 def test_ood_class_too_small(f):
     x_ood, y_ood = ood_pool((30, 9))                     # 10 anomalies needed
     with pytest.raises(ValueError, match="y_ood"):
-        f(np.zeros((100, 1, 4, 4), np.float32), labels([50, 50]), x_ood, y_ood, 0.1, 0)
+        f(np.zeros((100, 1, 4, 4), np.float32), labels([50, 50]), x_ood, y_ood, ratio=0.1, seed=0)
 
 
 @pytest.mark.parametrize("k", [0, 4, -1, 1.5])
 def test_bad_n_contaminated(k):
     with pytest.raises(ValueError, match="n_contaminated"):
-        G.class_based_noise(labels([10, 10, 10]), 0.1, 0, n_contaminated=k)
+        G.class_based_noise(labels([10, 10, 10]), ratio=0.1, seed=0, n_contaminated=k)
 
 
-def test_bad_seed_kind_and_missing_inputs():
+def test_bad_seed_glitch_and_missing_inputs():
     y = labels([10, 10])
     with pytest.raises(ValueError, match="seed"):
-        G.uniform_noise(y, 0.1, -1)
-    with pytest.raises(ValueError, match="kind"):
-        G.inject("gaussian", y, 0.1, 0)
+        G.uniform_noise(y, ratio=0.1, seed=-1)
+    with pytest.raises(ValueError, match="glitch"):
+        G.inject("gaussian", y, ratio=0.1, seed=0)
     with pytest.raises(ValueError, match="x_ood"):
-        G.inject("anomalies", y, 0.1, 0, x=np.zeros((20, 1, 4, 4)))
+        G.inject("anomalies", y, ratio=0.1, seed=0, x=np.zeros((20, 1, 4, 4)))
     with pytest.raises(ValueError, match="n_contaminated"):
-        G.inject("uniform", y, 0.1, 0, n_contaminated=1)
+        G.inject("uniform", y, ratio=0.1, seed=0, n_contaminated=1)
     with pytest.raises(ValueError, match="ratio"):     # selects no sample
-        G.uniform_noise(labels([3, 3]), 0.1, 0)
+        G.uniform_noise(labels([3, 3]), ratio=0.1, seed=0)

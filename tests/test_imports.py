@@ -112,6 +112,6 @@ def test_settings_leaf_imports_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, glitchlib.config; print('torch' in sys.modules)"
+    code = "import sys, glitchlib.settings; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert out.stdout.strip() == "False", "glitchlib.config must not import torch"
+    assert out.stdout.strip() == "False", "glitchlib.settings must not import torch"

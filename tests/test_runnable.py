@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from glitchlib import cli, experiments
-from glitchlib.config import ExperimentSettings
+from glitchlib.settings import ExperimentSettings
 from glitchlib.grid import grid_status
 from glitchlib.profiles import NotRunnable, runnable
 

@@ -239,7 +239,7 @@ def test_scan_cli_runs_and_refuses_bad_input(scanned, tmp_path, capsys):
 def test_runnability_of_imagewoof_cells_counts_labels_without_decoding_images(tmp_path, monkeypatch):
     from PIL import Image
 
-    from glitchlib.config import ExperimentSettings
+    from glitchlib.settings import ExperimentSettings
     from glitchlib.profiles import runnable
 
     root = tmp_path / folders.IMAGEWOOF_FOLDER

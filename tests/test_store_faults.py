@@ -31,7 +31,7 @@ import pytest
 
 import glitchlib.store
 from glitchlib import cli, experiments
-from glitchlib.config import ExperimentSettings
+from glitchlib.settings import ExperimentSettings
 from glitchlib.features import cache_problems
 from glitchlib.grid import _run_cell, grid_status, run_grid
 from glitchlib.store import Store

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from glitchlib import experiments, glitches, report, studies
-from glitchlib.config import ExperimentSettings
+from glitchlib.settings import ExperimentSettings
 
 TINY = dict(dataset="fmnist", model="efficientnet_lite0", seed=0, n_train=100, epochs=2)
 
@@ -32,7 +32,7 @@ def _images(p: float, n: int = 1) -> torch.Tensor:
 def test_stripe_inverts_columns_0_to_6_and_21_to_27_exactly():
     x = _images(0.25)  # normalised -0.5
     x[0, 0, 3, :] = torch.linspace(-1, 1, 28)  # one row with every column different
-    out = glitches.corrupt_images(x, "stripe")
+    out = glitches.corrupt_images(x, corruption="stripe")
     changed = sorted(set(torch.nonzero(out != x)[:, 3].tolist()))
     assert changed == list(range(0, 7)) + list(range(21, 28))
     # 1 - 0.25 = 0.75 in [0, 1], normalised (0.75 - 0.5) / 0.5 = 0.5
@@ -51,7 +51,7 @@ def test_stripe_inverts_columns_0_to_6_and_21_to_27_exactly():
     (1.0, 1.0, 1.0),    # clipped
 ])
 def test_brightness_adds_and_clips_in_unit_range(p, strength, expected):
-    out = glitches.corrupt_images(_images(p).numpy(), "brightness", strength)
+    out = glitches.corrupt_images(_images(p).numpy(), corruption="brightness", strength=strength)
     assert isinstance(out, np.ndarray) and out.dtype == np.float32
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
@@ -59,7 +59,7 @@ def test_brightness_adds_and_clips_in_unit_range(p, strength, expected):
 def test_corruptions_counts_mask_and_labels():
     y = np.repeat(np.arange(5), 10)  # n = 50 -> floor(0.1 * 50) = 5 corrupted
     x = _images(0.25, 50)
-    g = glitches.corruptions(x, y, 0.1, 3, corruption="brightness")
+    g = glitches.corruptions(x, y, ratio=0.1, seed=3, corruption="brightness")
     assert g.n_glitches == 5 and g.glitch == "corruption"
     assert set(g.kind[g.mask]) == {"corrupted"} and set(g.kind[~g.mask]) == {"clean"}
     np.testing.assert_array_equal(g.y, y)       # labels stay right
@@ -68,8 +68,8 @@ def test_corruptions_counts_mask_and_labels():
     assert torch.allclose(g.x[torch.from_numpy(g.mask)], torch.full((5, 1, 28, 28), 0.1))
     assert torch.equal(x, _images(0.25, 50))   # the input is not modified
     # the same seed corrupts the same samples, whichever the corruption
-    np.testing.assert_array_equal(glitches.corruptions(x, y, 0.1, 3, corruption="stripe").mask, g.mask)
-    assert glitches.inject("corruption", y, 0.2, 3, x=x, corruption="stripe").n_glitches == 10
+    np.testing.assert_array_equal(glitches.corruptions(x, y, ratio=0.1, seed=3, corruption="stripe").mask, g.mask)
+    assert glitches.inject("corruption", y, ratio=0.2, seed=3, x=x, corruption="stripe").n_glitches == 10
 
 
 @pytest.mark.parametrize(("kwargs", "field"), [
@@ -80,18 +80,18 @@ def test_corruptions_counts_mask_and_labels():
 ])
 def test_bad_corruption_values(kwargs, field):
     with pytest.raises(ValueError, match=field):
-        glitches.corruptions(_images(0.5, 20), np.arange(20) % 2, 0.1, 0, **kwargs)
+        glitches.corruptions(_images(0.5, 20), np.arange(20) % 2, ratio=0.1, seed=0, **kwargs)
     with pytest.raises(ValueError, match=field):
         glitches.corrupt_images(_images(0.5), **{"corruption": "stripe", **kwargs})
 
 
 def test_none_injects_nothing():
     y = np.array([0, 1, 2, 1, 0])
-    g = glitches.inject("none", y, 0.1, 0)
+    g = glitches.inject("none", y, ratio=0.1, seed=0)
     assert g.n_glitches == 0 and not g.mask.any() and set(g.kind) == {"clean"}
     np.testing.assert_array_equal(g.y, y)
     with pytest.raises(ValueError, match="ratio"):
-        glitches.inject("none", y, 0.7, 0)
+        glitches.inject("none", y, ratio=0.7, seed=0)
 
 
 # ------------------------------------------------------------------ settings

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from glitchlib import data, experiments
-from glitchlib.config import ExperimentSettings
+from glitchlib.settings import ExperimentSettings
 from glitchlib.data import tabular
 from glitchlib.profiles import profile_settings, runnable, tabular_cells
 

@@ -18,7 +18,7 @@ import torch
 import glitchlib as g
 from glitchlib import _validation as v
 from glitchlib import report
-from glitchlib.config import ExperimentSettings
+from glitchlib.settings import ExperimentSettings
 
 
 # ------------------------------------------------------------------ the rules
@@ -187,22 +187,22 @@ def test_signals_take_n_classes_by_value():
 
 def test_injectors_take_numbers_by_value():
     y = np.repeat(np.arange(4), 10)
-    plain = g.glitches.uniform_noise(y, 0.1, 3)
-    numpy = g.glitches.uniform_noise(y, np.float32(0.1), np.int64(3), n_classes=np.int64(4))
+    plain = g.glitches.uniform_noise(y, ratio=0.1, seed=3)
+    numpy = g.glitches.uniform_noise(y, ratio=np.float32(0.1), seed=np.int64(3), n_classes=np.int64(4))
     assert np.array_equal(plain.y, numpy.y)
-    same = g.glitches.class_based_noise(y, 0.2, 0, n_contaminated=np.int64(2))
+    same = g.glitches.class_based_noise(y, ratio=0.2, seed=0, n_contaminated=np.int64(2))
     assert same.mask.sum() == 4
     for ratio in (float("nan"), True, 0.0, 0.6):
         with pytest.raises(ValueError, match="^ratio="):
-            g.glitches.uniform_noise(y, ratio, 0)
+            g.glitches.uniform_noise(y, ratio=ratio, seed=0)
     with pytest.raises(ValueError, match="^seed="):
-        g.glitches.uniform_noise(y, 0.1, -1)
+        g.glitches.uniform_noise(y, ratio=0.1, seed=-1)
 
 
 def test_class_based_noise_blames_the_class_size_not_the_sample_count():
     y = np.repeat(np.arange(10), 2)  # 20 samples, 2 per class
     with pytest.raises(ValueError, match=r"ratio=0.1 selects no sample.*n_c = 2.*at least 0.5"):
-        g.glitches.class_based_noise(y, 0.1, 0)
+        g.glitches.class_based_noise(y, ratio=0.1, seed=0)
 
 
 # --------------------------------------------------------- models and the store

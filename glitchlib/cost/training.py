@@ -55,7 +55,7 @@ class TrainingCostSettings:
     Attributes
     ----------
     dataset, model, seed, subset, pretrained, weights, data_root :
-        As in :class:`glitchlib.config.ExperimentSettings`: which images and which model.
+        As in :class:`glitchlib.settings.ExperimentSettings`: which images and which model.
     lr, batch_size :
         SGD settings of the timed epoch (the run's training settings).
     sample : int

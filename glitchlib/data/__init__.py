@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DATASETS, IMAGE_DATASETS
+from ..settings import DATASETS, IMAGE_DATASETS
 from . import _files
 from ._dataset import Dataset, OODPool
 from ._embedded import EMBEDDED, EMBEDDED_DIR, provenance, read_embedded
@@ -68,7 +68,7 @@ EMBEDDED_SUBSET = 0.1
 
 # IMAGE_DATASETS and DATASETS (images and tables, SPEC.md section 9.7; tables hold
 # ``N x n_features`` float32 rows, see :mod:`glitchlib.data.tabular`) are defined in
-# :mod:`glitchlib.config`.
+# :mod:`glitchlib.settings`.
 __all__ += ["IMAGE_DATASETS", "TABULAR_DATASETS"]
 
 default_root = _files.default_root

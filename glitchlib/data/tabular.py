@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import DOWNLOADED_TABLES, SHIPPED_TABLES, TABULAR_DATASETS
+from ..settings import DOWNLOADED_TABLES, SHIPPED_TABLES, TABULAR_DATASETS
 from .subsets import stratified_indices
 
 __all__ = [

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .. import _validation
-from ..config import MODEL_NAMES
+from ..settings import MODEL_NAMES
 from ._core import Adapted, GlitchModel, InputAdapter, LinearHead
 from ._resnet import CifarResNet, cifar_resnet20
 from ._tabular import TABULAR_MODELS, build_tabular

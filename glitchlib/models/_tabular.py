@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import TABULAR_MODELS
+from ..settings import TABULAR_MODELS
 
 __all__ = ["TABULAR_MODELS", "TABULAR_SIZES", "TabularNet", "build_tabular", "tabular_arguments"]
 

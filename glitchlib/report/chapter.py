@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import _validation
-from ..config import GLITCH_KINDS
+from ..settings import GLITCHES
 from ..grid import ensure_results
 from ..profiles import profile_settings
 from .runs import provenance_markdown, select_keys, status_summary, with_glitch
@@ -100,7 +100,7 @@ def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = N
         the profile's; default: every cell of the profile.
     glitch : str or sequence of str, optional
         Keep the cells of this glitch kind (one of
-        :data:`glitchlib.config.GLITCH_KINDS`); when there are none, the cells
+        :data:`glitchlib.settings.GLITCHES`); when there are none, the cells
         with their glitch replaced by it (:func:`glitchlib.report.with_glitch`).
         Several kinds: the cells of each, one kind after the other.
     also : sequence of ExperimentSettings
@@ -135,7 +135,7 @@ def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = N
     from ..store import as_store
 
     kinds = [glitch] if glitch is None or isinstance(glitch, str) else list(glitch)
-    kinds = [_validation.as_choice(k, "glitch", GLITCH_KINDS, optional=len(kinds) == 1) for k in kinds]
+    kinds = [_validation.as_choice(k, "glitch", GLITCHES, optional=len(kinds) == 1) for k in kinds]
     settings = profile_settings(profile)
     chosen = list(settings if cells is None else cells)
     if kinds != [None]:
