@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .settings import ExperimentSettings
+from .settings import ANOMALY, CORRUPTED, MISLABELED, SAMPLE_KINDS, ExperimentSettings
 from .store import HISTORY_FILE, METRICS_FILE, SCORES_FILE, Entry, IncompatibleEntry, Store, file_lock
 
 # Files of the stages, relative to the entry's directory.
@@ -31,8 +31,6 @@ _COUNTERFACTUAL_NPZ = "counterfactual.npz"
 _SUMMARY_JSON = "summary.json"
 _PREDICTIONS_NPZ = "predictions.npz"
 
-#: Kinds of training samples whose average loss and accuracy every run keeps (SPEC.md section 9.3).
-SAMPLE_KINDS = ("clean", "mislabeled", "anomaly", "corrupted")
 # A sub-sample holding at least this share of its loaded split takes its rows from the
 # features of the whole split (computed once, cached), not from a feature set of its own.
 _WHOLE_SPLIT_SHARE = 0.25
@@ -202,7 +200,7 @@ class _Pipeline:
     def glitch(self) -> dict[str, Any]:
         arrays = self.entry.load_arrays(_GLITCH_NPZ)
         arrays["kind"] = arrays["kind"].astype(str)
-        arrays.setdefault("corrupt_index", np.flatnonzero(arrays["kind"] == "corrupted"))
+        arrays.setdefault("corrupt_index", np.flatnonzero(arrays["kind"] == CORRUPTED))
         if "y_test" not in arrays:  # entries without validation noise
             arrays["y_test"] = self.split["y_test"].numpy()
             arrays["test_mask"] = np.zeros(len(arrays["y_test"]), dtype=bool)
@@ -246,7 +244,7 @@ class _Pipeline:
             "y": np.asarray(g.y, dtype=np.int64), "y_true": np.asarray(g.y_true, dtype=np.int64),
             "mask": np.asarray(g.mask, dtype=bool), "kind": np.asarray(g.kind).astype(str),
             "ood_index": np.asarray(g.ood_index, dtype=np.int64),
-            "corrupt_index": np.flatnonzero(np.asarray(g.kind) == "corrupted").astype(np.int64),
+            "corrupt_index": np.flatnonzero(np.asarray(g.kind) == CORRUPTED).astype(np.int64),
             "y_test": np.asarray(y_test, dtype=np.int64), "test_mask": np.asarray(test_mask, dtype=bool),
         }
         self._set(glitch=arrays)
@@ -254,8 +252,8 @@ class _Pipeline:
         self.entry.save_arrays(_GLITCH_NPZ, **arrays)
         self.entry.write_json(_GLITCH_JSON, {
             "glitch": s.glitch, "n_glitches": int(arrays["mask"].sum()),
-            "n_mislabeled": int((arrays["kind"] == "mislabeled").sum()),
-            "n_anomalies": int((arrays["kind"] == "anomaly").sum()),
+            "n_mislabeled": int((arrays["kind"] == MISLABELED).sum()),
+            "n_anomalies": int((arrays["kind"] == ANOMALY).sum()),
             "n_corrupted": len(arrays["corrupt_index"]), "corruption": s.corruption,
             "n_test_noisy": int(test_mask.sum()),
             "target_classes": {str(k): int(v) for k, v in targets.items()} if targets else None,
@@ -345,7 +343,7 @@ class _Pipeline:
         self.entry.save_arrays(_PREDICTIONS_NPZ, train_pred=train_pred.numpy(), train_loss=loss,
                                test_pred=test_pred.numpy())
         per_kind = {}
-        for name in SAMPLE_KINDS:  # average loss and accuracy per kind of sample (SPEC.md 9.3)
+        for name in SAMPLE_KINDS:  # average loss and accuracy per kind of sample, every run (SPEC.md 9.3)
             per_kind[f"train_loss_{name}"] = _mean(loss, kind == name)
             per_kind[f"train_acc_{name}"] = _accuracy(train_pred, given, kind == name)
         self.entry.write_json(_TRAINING_JSON, {
@@ -353,10 +351,7 @@ class _Pipeline:
             "val_acc": float((test_pred == y["test_clean"]).double().mean()),
             # accuracy against the labels given to training (SPEC.md section 6's claim)
             "train_acc": float((train_pred.numpy() == given).mean()),
-            "train_acc_clean": _accuracy(train_pred, given, kind == "clean"),
-            "train_acc_mislabeled": _accuracy(train_pred, given, kind == "mislabeled"),
-            "train_acc_anomaly": _accuracy(train_pred, given, kind == "anomaly"),
-            **per_kind,
+            **per_kind,  # train_acc_clean, train_acc_mislabeled, ... (SPEC.md section 6's claim)
         })
         files = sorted(f"{_CHECKPOINT_DIR}/{p.name}" for p in self.entry.file(_CHECKPOINT_DIR).glob("epoch_*.pt"))
         return [HISTORY_FILE, _TRAINING_JSON, _PREDICTIONS_NPZ, *files, f"{_CHECKPOINT_DIR}/{train.CHECKSUMS_FILE}"], {}
@@ -465,7 +460,7 @@ class _Pipeline:
             rows = [{"signal": name, "f1": math.nan, "ap": math.nan, "auroc": math.nan} for name in signal_names]
         self.entry.write_frame(METRICS_FILE, pd.DataFrame(rows, columns=["signal", "f1", "ap", "auroc"]))
 
-        mislabeled = kind == "mislabeled"
+        mislabeled = kind == MISLABELED
         repair, repair_cleanlab = (
             metrics.repair_accuracy(table[column].to_numpy(), g["y_true"], mislabeled) if mislabeled.any() else None
             for column in ("suggested_label", "cleanlab_label"))
@@ -477,12 +472,12 @@ class _Pipeline:
         data_info = self.entry.read_json(_DATA_JSON)
         summary = {
             "n_train": int(len(g["y"])), "n_test": int(data_info["n_test"]), "n_glitches": int(mask.sum()),
-            "n_mislabeled": int(mislabeled.sum()), "n_anomalies": int((kind == "anomaly").sum()),
+            "n_mislabeled": int(mislabeled.sum()), "n_anomalies": int((kind == ANOMALY).sum()),
             "val_acc": training["val_acc"],
             "repair_acc": _none_if_nan(repair),
             "repair_acc_cleanlab": _none_if_nan(repair_cleanlab),
-            "char_acc_mislabeled": _none_if_nan(char.get("mislabeled")),
-            "char_acc_anomaly": _none_if_nan(char.get("anomaly")),
+            "char_acc_mislabeled": _none_if_nan(char.get(MISLABELED)),
+            "char_acc_anomaly": _none_if_nan(char.get(ANOMALY)),
             "char_acc": _none_if_nan(char.get("overall")),
             "train_acc": training["train_acc"],
             "train_acc_clean": training["train_acc_clean"],
@@ -490,7 +485,7 @@ class _Pipeline:
             "train_acc_anomaly": training["train_acc_anomaly"],
             **{f"train_{q}_{name}": training.get(f"train_{q}_{name}")
                for name in SAMPLE_KINDS for q in ("loss", "acc")},
-            "n_corrupted": int((kind == "corrupted").sum()),
+            "n_corrupted": int((kind == CORRUPTED).sum()),
             "n_test_noisy": int(g["test_mask"].sum()),
             "data_source": data_info["source"],
             "weights_id": self.entry.read_json(_FEATURES_JSON)["weights_id"],

@@ -108,6 +108,12 @@ def test_no_import_cycle_in_the_package():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+def test_settings_is_the_one_leaf_settings_module():
+    graph = import_graph()
+    assert graph["glitchlib.settings"] <= {"glitchlib._validation"}, graph["glitchlib.settings"]
+    assert "glitchlib.config" not in graph, "one settings module: glitchlib.settings"
+
+
 def test_settings_leaf_imports_no_torch():
     import subprocess
     import sys
