@@ -317,7 +317,7 @@ def _report(args, parser) -> int:
     keys = None
     if args.profile is not None:
         keys = [s.key() for s in _profile_settings(args, parser)]
-    tables = summary_tables(args.store, keys)
+    tables = summary_tables(store=args.store, keys=keys)
     if not tables:
         print(f"no finished runs in {args.store}" + (f" for profile {args.profile}" if args.profile else "")
               + "; run `glitchlib grid` first")

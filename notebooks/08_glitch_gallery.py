@@ -46,7 +46,7 @@ sns.set_theme(style="whitegrid")
 
 # %%
 settings = g.experiments.profile_settings(profile)
-chapter = report.chapter(profile, results_dir, cells=report.with_seed(settings, example_seed),
+chapter = report.chapter(profile, results_dir=results_dir, cells=report.with_seed(settings, seed=example_seed),
                          compute=compute_missing)
 chapter.summary
 

@@ -96,7 +96,7 @@ def test_summary_tables_never_average_runs_at_different_ratios(tmp_path):
             runs = self.load_runs()
             return runs.drop(columns="val_acc").assign(signal="cnci", f1=[0.8, 0.6, 0.1], ap=0.5, auroc=0.5)
 
-    tables = summary_tables(FixedStore(tmp_path))
+    tables = summary_tables(store=FixedStore(tmp_path))
     assert set(tables) == {"validation accuracy", "detection F1, class-based noise at ratio 0.1",
                            "detection F1, class-based noise at ratio 0.01"}
     assert tables["detection F1, class-based noise at ratio 0.1"].iloc[0, 0] == "0.70 ± 0.14"

@@ -319,7 +319,7 @@ def test_cli_run_reads_back_and_report_prints_tables(store, capsys, monkeypatch)
     out = capsys.readouterr().out
     assert "validation accuracy" in out and "CNCI" in out and "mixed" in out
     assert "cleanlab" in out and "Mahalanobis" in out  # the dedicated detectors beside the signals
-    tables = summary_tables(store)
+    tables = summary_tables(store=store)
     assert list(tables) == ["validation accuracy", "detection F1, mixed at ratio 0.1"]
 
 
@@ -331,7 +331,7 @@ def test_a_chapter_holds_its_finished_runs_their_status_and_provenance(store, mo
     monkeypatch.setattr(glitchlib.grid, "run_grid", _forbidden("the grid"))
     missing = dataclasses.replace(TINY, seed=1)
     uniform = dataclasses.replace(TINY, glitch="uniform")
-    chapter = report.chapter("tiny", store, cells=[TINY, missing, uniform], glitch="mixed",
+    chapter = report.chapter("tiny", results_dir=store, cells=[TINY, missing, uniform], glitch="mixed",
                              compute="false", progress=False)
     assert chapter.settings == profile_settings("tiny")
     assert chapter.cells == [TINY, missing]  # the mixed cells only
@@ -349,16 +349,17 @@ def test_a_chapter_holds_its_finished_runs_their_status_and_provenance(store, mo
         chapter.table("nope")
 
     # cells made sure of but left out of the tables
-    chapter = report.chapter("tiny", store, cells=[missing], also=[TINY], compute=False)
+    chapter = report.chapter("tiny", results_dir=store, cells=[missing], also=[TINY], compute=False)
     assert set(chapter.status["key"]) == {TINY.key(), missing.key()}
     assert chapter.runs.empty and chapter.metrics.empty
     assert chapter.provenance.endswith("No finished runs in the results store for this chapter.")
-    chapter = report.chapter("tiny", store, cells=[TINY, uniform], glitch=("uniform", "mixed"), compute=False)
+    chapter = report.chapter("tiny", results_dir=store, cells=[TINY, uniform], glitch=("uniform", "mixed"),
+                             compute=False)
     assert chapter.cells == [uniform, TINY]
     with pytest.raises(ValueError, match="glitch='blur'"):
-        report.chapter("tiny", store, glitch="blur", compute=False)
+        report.chapter("tiny", results_dir=store, glitch="blur", compute=False)
     with pytest.raises(ValueError, match="glitch=None"):
-        report.chapter("tiny", store, glitch=("mixed", None), compute=False)
+        report.chapter("tiny", results_dir=store, glitch=("mixed", None), compute=False)
 
 def test_the_papers_signals_recomputed_from_stored_matrices_equal_the_stored_scores(finished):
     """What every detection chapter shows: CNCI, PCID and CFRank again from the stored matrices."""
