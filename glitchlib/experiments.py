@@ -158,7 +158,7 @@ class RunResult:
     store: Store
 
     def scores(self) -> pd.DataFrame:
-        """Per training sample: labels, glitch kind, suggested labels, every signal and detector."""
+        """Per training sample: labels, kind of sample, suggested labels, every signal and detector."""
         return self.store.load_scores(self.key)
 
     def matrix(self, name: str = "influence") -> torch.Tensor:
@@ -182,7 +182,7 @@ class TrainingSet(NamedTuple):
     y: np.ndarray  #: labels given to training (int64)
     y_true: np.ndarray  #: true labels (anomalies: their class in the other dataset)
     mask: np.ndarray  #: True for glitches
-    kind: np.ndarray  #: "clean" | "mislabeled" | "anomaly" | "corrupted"
+    kind: np.ndarray  #: the kind of each sample, one of :data:`glitchlib.settings.SAMPLE_KINDS`
     x_test: torch.Tensor
     y_test: np.ndarray
     class_names: list[str]

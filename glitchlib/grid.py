@@ -290,10 +290,10 @@ def _dask_client(scheduler, cluster, workers, options) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _start_cluster(kind: str, workers: int | None, options: dict[str, Any]) -> Iterator[Any]:
+def _start_cluster(cluster: str, workers: int | None, options: dict[str, Any]) -> Iterator[Any]:
     import dask
 
-    if kind == "local":
+    if cluster == "local":
         from distributed import LocalCluster
 
         defaults = {"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1, "processes": True,

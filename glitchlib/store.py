@@ -709,7 +709,7 @@ class Store:
         return _frame(rows, ["key", *SETTINGS_COLUMNS, "stage", "seconds"])
 
     def load_scores(self, key: str) -> pd.DataFrame:
-        """Per training sample of one run: labels, glitch kind, suggestions, every signal."""
+        """Per training sample of one run: labels, kind of sample, suggestions, every signal."""
         self.load_record(key)  # complete and intact (scores.csv.gz checked), or raise
         return self.entry(key).read_frame(SCORES_FILE)
 

@@ -172,8 +172,9 @@ def dirty_validation(settings: Iterable, *, test_ratio: float = 0.2, test_share:
     """SPEC.md 9.5: pairs of cells, clean and dirty validation set, for uniform and class-based noise.
 
     Both cells of a pair have at most ``n_train`` training samples (None: the
-    base size) and a validation set of ``test_share`` times the training set; the dirty one gives ``test_ratio`` of its labels the same kind
-    of noise as the training set. The list holds the dirty cell, then its clean
+    base size) and a validation set of ``test_share`` times the training set;
+    the dirty one gives ``test_ratio`` of its labels the same glitch as the
+    training set. The list holds the dirty cell, then its clean
     twin (:func:`clean_validation_twin`), for every pair.
     """
     cells = {}
