@@ -58,8 +58,8 @@ sns.set_theme(style="whitegrid")
 # computed now; cells that cannot run here say why.
 
 # %%
-settings = g.experiments.profile_settings(profile)
-needed = g.studies.ratio_ablation(settings, ratios, seeds=ratio_seeds)
+settings = g.profiles.profile_settings(profile)
+needed = g.studies.ratio_ablation(settings, ratios=ratios, seeds=ratio_seeds)
 chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary
 

@@ -46,7 +46,7 @@ sns.set_theme(style="whitegrid")
 # are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 needed = g.studies.one_contaminated_class(settings, seeds=seeds)
 chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary

@@ -56,7 +56,7 @@ sns.set_theme(style="whitegrid")
 # each) and 3 seeds on the embedded data. Missing ones are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 needed = g.studies.corruption_cells(settings, seeds=corruption_seeds)
 twins = [g.studies.clean_twin(s) for s in needed if s.seed == 0 and s.corruption == "stripe"]
 chapter = report.chapter(profile, results_dir=results_dir, cells=needed, also=twins, compute=compute_missing)

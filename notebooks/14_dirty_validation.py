@@ -57,7 +57,7 @@ sns.set_theme(style="whitegrid")
 # ones are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 needed = g.studies.dirty_validation(settings, test_ratio=test_ratio, test_share=test_share, seeds=dirty_seeds)
 chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary

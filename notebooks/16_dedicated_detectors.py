@@ -49,7 +49,7 @@ sns.set_theme(style="whitegrid")
 # asks a different question of the detectors. Missing runs are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 needed = [s for s in settings if s.glitch in report.GLITCH_NAMES and s.ratio == ratio]
 chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary

@@ -58,7 +58,7 @@ sns.set_theme(style="whitegrid")
 # it gets (see `glitchlib.profiles.tabular_cells`).
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 tabular = [s for s in settings if s.dataset in g.data.TABULAR_DATASETS]
 needed = tabular or g.profiles.tabular_cells("tiny")
 chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)

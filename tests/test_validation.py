@@ -235,12 +235,12 @@ def test_store_refuses_a_file(tmp_path):
     path = tmp_path / "results"
     path.write_text("")
     with pytest.raises(ValueError, match=r"^root=.*is a file, not a directory"):
-        g.store.Store(path)
+        g.store.Store(root=path)
     with pytest.raises(ValueError, match=r"lies under the file"):
-        g.store.Store(path / "sub")
+        g.store.Store(root=path / "sub")
     with pytest.raises(ValueError, match=r"^root=3"):
-        g.store.Store(3)
-    assert g.store.Store(tmp_path / "new").root == tmp_path / "new"  # created on first write
+        g.store.Store(root=3)
+    assert g.store.Store(root=tmp_path / "new").root == tmp_path / "new"  # created on first write
     assert not (tmp_path / "new").exists()
 
 
