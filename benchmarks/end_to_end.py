@@ -69,12 +69,12 @@ def grid(profile: str, root: Path, jobs: int, device: str) -> None:
     outcome = run_grid(cells, store=root, jobs=jobs)
     clean = time.perf_counter() - start
     print(f"   from a clean store:        {clean:8.1f} s  ({len(outcome.computed)} runs, {len(outcome.failed)} failed)")
-    shutil.rmtree(Store(root).runs_dir)  # keep the features, drop every run
+    shutil.rmtree(Store(root=root).runs_dir)  # keep the features, drop every run
     start = time.perf_counter()
     outcome = run_grid(cells, store=root, jobs=jobs)
     cached = time.perf_counter() - start
     print(f"   from cached features only: {cached:8.1f} s  ({len(outcome.computed)} runs, {len(outcome.failed)} failed)")
-    runs, metrics = Store(root).load_runs(), Store(root).load_metrics()
+    runs, metrics = Store(root=root).load_runs(), Store(root=root).load_metrics()
     class_based = metrics[(metrics["glitch"] == "class-based") & metrics["signal"].isin(["cnci", "si"])]
     print("   class-based F1 (mean ± std over seeds):")
     for (dataset, signal), f1 in class_based.groupby(["dataset", "signal"])["f1"]:

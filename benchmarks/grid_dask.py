@@ -73,8 +73,8 @@ def main() -> None:
             seconds["address"] = timed("scheduler address", cells, roots["address"],
                                        scheduler=cluster.scheduler_address)
         for name in ("local", "address"):
-            same = all(np.array_equal(Store(roots[name]).load_scores(s.key()).select_dtypes("number").to_numpy(),
-                                      Store(roots["serial"]).load_scores(s.key()).select_dtypes("number").to_numpy(),
+            same = all(np.array_equal(Store(root=roots[name]).load_scores(s.key()).select_dtypes("number").to_numpy(),
+                                      Store(root=roots["serial"]).load_scores(s.key()).select_dtypes("number").to_numpy(),
                                       equal_nan=True) for s in cells)
             print(f"{name}: scores bit-identical to serial: {same}")
     print(f"speed-up over serial: local cluster {seconds['serial'] / seconds['local']:.2f}x, "

@@ -39,7 +39,8 @@ _SUBMODULES = (
     "cli",
 )
 
-__all__ = list(_SUBMODULES) + ["__version__"]
+# the command line's module (``glitchlib.cli``) is the console script, not an API: importable, not listed
+__all__ = [name for name in _SUBMODULES if name != "cli"] + ["__version__"]
 
 
 def __getattr__(name: str):

@@ -27,7 +27,7 @@ from pathlib import Path
 from .settings import COUNTERFACTUAL_CHOICES, DATASETS, GLITCHES, INFLUENCE_CHOICES, MODELS, ExperimentSettings, field_help
 from .profiles import PROFILES
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main"]
 
 _CHOICES = {"dataset": DATASETS, "glitch": GLITCHES, "influence": INFLUENCE_CHOICES,
             "counterfactual": COUNTERFACTUAL_CHOICES}
@@ -82,7 +82,7 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
                         help="Results store directory. Default: results.")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``glitchlib`` command."""
     parser = argparse.ArgumentParser(
         prog="glitchlib",
@@ -167,9 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``glitchlib`` console script; returns the exit status."""
-    parser = build_parser()
+def main(*, argv: list[str] | None = None) -> int:
+    """Entry point of the ``glitchlib`` console script; returns the exit status.
+
+    ``argv`` is the list of arguments (None: ``sys.argv[1:]``).
+    """
+    parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -298,7 +301,7 @@ def _status(args, parser) -> int:
     from .store import as_store
 
     settings = _profile_settings(args, parser)
-    table = grid_status(settings, args.store, verify=args.verify)
+    table = grid_status(settings, store=args.store, verify=args.verify)
     counts = table["status"].value_counts()
     print(f"profile {args.profile} in {args.store}: {len(table)} cells; "
           + ", ".join(f"{n} {status}" for status, n in counts.items()))
@@ -317,7 +320,7 @@ def _report(args, parser) -> int:
     keys = None
     if args.profile is not None:
         keys = [s.key() for s in _profile_settings(args, parser)]
-    tables = summary_tables(args.store, keys)
+    tables = summary_tables(store=args.store, keys=keys)
     if not tables:
         print(f"no finished runs in {args.store}" + (f" for profile {args.profile}" if args.profile else "")
               + "; run `glitchlib grid` first")

@@ -1,4 +1,4 @@
-"""One experiment, one call: from :class:`ExperimentSettings` to stored results.
+"""One experiment, one call: from :class:`~glitchlib.settings.ExperimentSettings` to stored results.
 
 :func:`run` performs the stages below in order, each recorded in the entry's stage
 log with its time and its files, each output written atomically to the results
@@ -69,7 +69,6 @@ from ._pipeline import (
 )
 from . import _validation, profiles
 from .settings import ExperimentSettings, resolve_training_settings
-from .profiles import profile_settings, runnable
 from .store import (
     ENVIRONMENT_FILE,
     HISTORY_FILE,
@@ -84,7 +83,6 @@ from .store import (
 )
 
 __all__ = [
-    "ExperimentSettings",
     "RunResult",
     "TrainingSet",
     "STAGES",
@@ -94,9 +92,6 @@ __all__ = [
     "recompute_peers",
     "load_predictions",
     "environment",
-    "profile_settings",
-    "runnable",
-    "resolve_training_settings",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,7 +108,7 @@ class RunResult:
     Attributes
     ----------
     key : str
-        The entry's key (:meth:`ExperimentSettings.key`).
+        The entry's key (:meth:`~glitchlib.settings.ExperimentSettings.key`).
     settings : ExperimentSettings
         The settings the entry was computed with.
     path : Path
@@ -158,7 +153,7 @@ class RunResult:
     store: Store
 
     def scores(self) -> pd.DataFrame:
-        """Per training sample: labels, glitch kind, suggested labels, every signal and detector."""
+        """Per training sample: labels, kind of sample, suggested labels, every signal and detector."""
         return self.store.load_scores(self.key)
 
     def matrix(self, name: str = "influence") -> torch.Tensor:
@@ -182,7 +177,7 @@ class TrainingSet(NamedTuple):
     y: np.ndarray  #: labels given to training (int64)
     y_true: np.ndarray  #: true labels (anomalies: their class in the other dataset)
     mask: np.ndarray  #: True for glitches
-    kind: np.ndarray  #: "clean" | "mislabeled" | "anomaly" | "corrupted"
+    kind: np.ndarray  #: the kind of each sample, one of :data:`glitchlib.settings.SAMPLE_KINDS`
     x_test: torch.Tensor
     y_test: np.ndarray
     class_names: list[str]
@@ -206,7 +201,7 @@ def run(
     Parameters
     ----------
     settings : ExperimentSettings or dict
-        The experiment; a dict goes through :meth:`ExperimentSettings.from_dict`.
+        The experiment; a dict goes through :meth:`~glitchlib.settings.ExperimentSettings.from_dict`.
     store : Store or path, optional
         Results store (default ``results/``).
     progress : bool
@@ -244,7 +239,7 @@ def run(
     store = as_store(store)
     entry = store.entry(settings.key())
     if not _looks_complete(settings, entry):
-        profiles.require_runnable(settings)  # before anything is written
+        profiles._require_runnable(settings)  # before anything is written
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(entry.lock())
@@ -343,7 +338,7 @@ def load_predictions(settings: ExperimentSettings, *, store: Store | str | Path 
 
 
 # ---------------------------------------------------------------- environment
-def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
+def environment(*, device: str | torch.device = "cpu") -> dict[str, Any]:
     """Package versions, device, processor or GPU name, git commit and platform."""
     import glitchlib
 
@@ -487,7 +482,7 @@ def _run_locked(settings: ExperimentSettings, store: Store, entry: Entry, progre
             raise
         computed.append(stage)
 
-    env = environment(settings.device)
+    env = environment(device=settings.device)
     entry.write_json(ENVIRONMENT_FILE, env)
     stages = entry.read_stages()["finished"]
     record = {

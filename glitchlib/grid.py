@@ -38,7 +38,7 @@ from .settings import ExperimentSettings
 from .profiles import runnable
 from .store import Store, as_store
 
-__all__ = ["CLUSTERS", "GridOutcome", "ensure_results", "grid_status", "load_cluster_options", "run_grid", "cell_threads"]
+__all__ = ["CLUSTERS", "GridOutcome", "ensure_results", "grid_status", "load_cluster_options", "run_grid"]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class GridOutcome:
         return not self.failed
 
 
-def grid_status(settings: list[ExperimentSettings], store: Store | str | Path | None = None, *,
+def grid_status(settings: list[ExperimentSettings], *, store: Store | str | Path | None = None,
                 verify: bool = False) -> pd.DataFrame:
     """One row per cell: its settings, key, ``status`` and ``reason``.
 
@@ -183,7 +183,7 @@ def run_grid(
     if workers is not None and cluster is None:
         raise ValueError(f"workers={workers} needs cluster='local' or 'slurm'")
     store = as_store(store)
-    status = grid_status(settings, store, verify=verify)
+    status = grid_status(settings, store=store, verify=verify)
     todo = [s for s, st in zip(settings, status["status"]) if st in ("missing", "partial", "corrupt")]
     done = list(status.loc[status["status"] == "done", "key"])
     skipped = [(k, r) for k, st, r in zip(status["key"], status["status"], status["reason"]) if st == "not runnable"]
@@ -290,10 +290,10 @@ def _dask_client(scheduler, cluster, workers, options) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _start_cluster(kind: str, workers: int | None, options: dict[str, Any]) -> Iterator[Any]:
+def _start_cluster(cluster: str, workers: int | None, options: dict[str, Any]) -> Iterator[Any]:
     import dask
 
-    if kind == "local":
+    if cluster == "local":
         from distributed import LocalCluster
 
         defaults = {"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1, "processes": True,
@@ -372,7 +372,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def cell_threads(threads: int) -> Iterator[None]:
+def _cell_threads(threads: int) -> Iterator[None]:
     """Run the body with ``threads`` torch threads and as many BLAS/OpenMP threads, then restore both.
 
     This is how every grid cell runs, wherever it runs: NumPy's, SciPy's and
@@ -405,7 +405,7 @@ def cell_threads(threads: int) -> Iterator[None]:
 
 
 def _run_cell(settings: dict, root: str, threads: int, worker: bool = True) -> tuple[str, str | None, bool, int]:
-    """Body of one task: run one cell under :func:`cell_threads` (``threads`` threads everywhere).
+    """Body of one task: run one cell under :func:`_cell_threads` (``threads`` threads everywhere).
 
     Returns ``(key, None or traceback text, computed, pid)``: ``computed`` is
     False when the entry was read back (another process finished it first).
@@ -416,7 +416,7 @@ def _run_cell(settings: dict, root: str, threads: int, worker: bool = True) -> t
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     s = ExperimentSettings.from_dict(settings)
     try:
-        with cell_threads(threads):
+        with _cell_threads(threads):
             result = experiments.run(s, store=root, progress=False)
         return s.key(), None, bool(result.computed), os.getpid()
     except Exception:  # reported by the grid; the other cells go on
@@ -458,11 +458,11 @@ def ensure_results(settings: Sequence, store, *, compute: bool = True, progress:
     compute = _validation.as_bool(compute, "compute", text=True)
     progress = _validation.as_bool(progress, "progress", text=True)
     settings = list(settings)
-    status = grid_status(settings, store)
+    status = grid_status(settings, store=store)
     if compute and status["status"].isin(["missing", "partial", "corrupt"]).any():
         outcome = run_grid(settings, store=store, jobs=1, progress=progress)
         if outcome.failed:
             lines = [f"{key}: {error.strip().splitlines()[-1]}" for key, error in outcome.failed]
             raise RuntimeError(f"{len(lines)} run(s) failed:\n" + "\n".join(lines))
-        status = grid_status(settings, store)
+        status = grid_status(settings, store=store)
     return status

@@ -46,7 +46,7 @@ from typing import Any
 
 from .settings import ExperimentSettings, field_names
 
-__all__ = ["PROFILES", "profile_settings", "study_settings", "runnable", "settings_from_yaml", "tabular_cells"]
+__all__ = ["PROFILES", "profile_settings", "study_settings", "runnable", "tabular_cells"]
 
 _GLITCHES = ("uniform", "class-based", "anomalies", "mixed")
 _SEEDS = (0, 1, 2, 3, 4)
@@ -133,7 +133,7 @@ def profile_settings(profile: str | Path) -> list[ExperimentSettings]:
         return PROFILES[profile]()
     path = Path(profile)
     if path.suffix.lower() in (".yaml", ".yml") and path.is_file():
-        return settings_from_yaml(path)
+        return _settings_from_yaml(path)
     raise ValueError(
         f"profile={str(profile)!r} is neither a built-in profile ({', '.join(PROFILES)}) "
         "nor an existing .yaml/.yml file"
@@ -154,7 +154,7 @@ def study_settings(profile: str | Path) -> list[ExperimentSettings]:
     return [s for s in study_cells(cells) if s.key() not in keys]
 
 
-def settings_from_yaml(path: str | Path) -> list[ExperimentSettings]:
+def _settings_from_yaml(path: str | Path) -> list[ExperimentSettings]:
     """Read a YAML profile (see the module docstring for the two accepted forms)."""
     import yaml
 
@@ -256,14 +256,14 @@ def runnable(settings: ExperimentSettings) -> tuple[bool, str]:
     return True, note
 
 
-def require_runnable(settings: ExperimentSettings) -> None:
+def _require_runnable(settings: ExperimentSettings) -> None:
     """Raise :class:`NotRunnable` (a ``ValueError``) with the reason when :func:`runnable` says no."""
     ok, reason = runnable(settings)
     if not ok:
         raise NotRunnable(settings, reason)
 
 
-__all__ += ["NotRunnable", "require_runnable"]
+__all__ += ["NotRunnable"]
 
 
 def _device_available(s: ExperimentSettings) -> tuple[bool, str]:

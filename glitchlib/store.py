@@ -579,7 +579,7 @@ class Store:
     reported with a warning and left out.
     """
 
-    def __init__(self, root: str | os.PathLike = "results"):
+    def __init__(self, *, root: str | os.PathLike = "results"):
         from ._validation import ArgumentError, as_text
 
         self.root = Path(as_text(root, "root"))
@@ -590,7 +590,7 @@ class Store:
                                                    "results store (it is created on first write)")
 
     def __repr__(self) -> str:
-        return f"Store({str(self.root)!r})"
+        return f"Store(root={str(self.root)!r})"
 
     @property
     def runs_dir(self) -> Path:
@@ -709,7 +709,7 @@ class Store:
         return _frame(rows, ["key", *SETTINGS_COLUMNS, "stage", "seconds"])
 
     def load_scores(self, key: str) -> pd.DataFrame:
-        """Per training sample of one run: labels, glitch kind, suggestions, every signal."""
+        """Per training sample of one run: labels, kind of sample, suggestions, every signal."""
         self.load_record(key)  # complete and intact (scores.csv.gz checked), or raise
         return self.entry(key).read_frame(SCORES_FILE)
 
@@ -733,7 +733,7 @@ def as_store(store: "Store | str | os.PathLike | None") -> Store:
     """``store`` itself if it is a :class:`Store`, else a store rooted there (default ``results/``)."""
     if store is None:
         return Store()
-    return store if isinstance(store, Store) else Store(store)
+    return store if isinstance(store, Store) else Store(root=store)
 
 
 def _settings_columns(record: dict[str, Any]) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def _datasets_models(settings: Iterable, seeds: int) -> list:
     return list(out.values())
 
 
-def ratio_ablation(settings: Iterable, ratios: Sequence[float] = RATIOS, *, seeds: int = 3,
+def ratio_ablation(settings: Iterable, *, ratios: Sequence[float] = RATIOS, seeds: int = 3,
                    glitches: Sequence[str] = ("uniform", "class-based", "anomalies"),
                    anomaly_n_train: int | None = SMALL_N_TRAIN) -> list:
     """SPEC.md 9.1: every glitch of ``glitches`` at every ratio of ``ratios``, seeds ``0 .. seeds-1``.
@@ -150,7 +150,7 @@ def clean_twins(settings: Iterable, *, seeds: int = 5) -> list:
     return list(out.values())
 
 
-def corruption_cells(settings: Iterable, corruptions: Sequence[str] = CORRUPTIONS, *, seeds: int = 3,
+def corruption_cells(settings: Iterable, *, corruptions: Sequence[str] = CORRUPTIONS, seeds: int = 3,
                      ratio: float = 0.1, n_train: int | None = SMALL_N_TRAIN) -> list:
     """SPEC.md 9.4: ``ratio`` of the training images corrupted (MNIST-C), one cell per corruption and seed.
 
@@ -172,8 +172,9 @@ def dirty_validation(settings: Iterable, *, test_ratio: float = 0.2, test_share:
     """SPEC.md 9.5: pairs of cells, clean and dirty validation set, for uniform and class-based noise.
 
     Both cells of a pair have at most ``n_train`` training samples (None: the
-    base size) and a validation set of ``test_share`` times the training set; the dirty one gives ``test_ratio`` of its labels the same kind
-    of noise as the training set. The list holds the dirty cell, then its clean
+    base size) and a validation set of ``test_share`` times the training set;
+    the dirty one gives ``test_ratio`` of its labels the same glitch as the
+    training set. The list holds the dirty cell, then its clean
     twin (:func:`clean_validation_twin`), for every pair.
     """
     cells = {}
@@ -203,7 +204,7 @@ def study_cells(settings: Iterable) -> list:
     """
     settings = list(settings)
     cells = {}
-    gallery = [clean_twin(s) for s in corruption_cells(settings, CORRUPTIONS[:1], seeds=1)]  # originals
+    gallery = [clean_twin(s) for s in corruption_cells(settings, corruptions=CORRUPTIONS[:1], seeds=1)]  # originals
     for group in (ratio_ablation(settings), one_contaminated_class(settings), clean_twins(settings),
                   corruption_cells(settings), gallery, dirty_validation(settings)):
         for s in group:

@@ -43,7 +43,7 @@ sns.set_theme(style="whitegrid")
 # cannot be computed on this machine are reported with the reason.
 
 # %%
-chapter = report.chapter(profile, results_dir, compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -61,13 +61,13 @@ Markdown(chapter.provenance)
 # profile trains with.
 
 # %%
-report.training_settings_table(chapter.settings).drop(columns="notes")
+report.training_settings_table(settings=chapter.settings).drop(columns="notes")
 
 # %% [markdown]
 # Where the values that are not the paper's come from:
 
 # %%
-Markdown(report.training_notes(chapter.settings))
+Markdown(report.training_notes(settings=chapter.settings))
 
 # %% [markdown]
 # ## Where this book differs from the paper

@@ -41,7 +41,7 @@ sns.set_theme(style="whitegrid")
 # data files or weights) when it cannot.
 
 # %%
-chapter = report.chapter(profile, results_dir, compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -77,7 +77,7 @@ fig = report.plot_validation(runs)
 # anything:
 
 # %%
-report.chapter("paper", results_dir, compute=False).summary
+report.chapter("paper", results_dir=results_dir, compute=False).summary
 
 # %% [markdown]
 # ## What the glitches cost

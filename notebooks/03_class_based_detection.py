@@ -45,7 +45,7 @@ sns.set_theme(style="whitegrid")
 # now, and cells that cannot run here say why.
 
 # %%
-chapter = report.chapter(profile, results_dir, glitch="class-based", compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, glitch="class-based", compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -87,7 +87,7 @@ Markdown(f"`{run.key}`: CNCI recomputed for {len(cnci)} samples equals the store
 # with the standard deviation as error bar.
 
 # %%
-fig = report.plot_metric(metrics, "f1", ["si", "mai", "mi", "gd_class", "cnci"])
+fig = report.plot_metric(metrics, metric="f1", signals=["si", "mai", "mi", "gd_class", "cnci"])
 
 # %% [markdown]
 # ## Is CNCI on par or better?
@@ -97,7 +97,7 @@ fig = report.plot_metric(metrics, "f1", ["si", "mai", "mi", "gd_class", "cnci"])
 # signal.
 
 # %%
-report.claim_table(metrics, "cnci", "f1")
+report.claim_table(metrics, new="cnci", metric="f1")
 
 # %% [markdown]
 # ## Every signal
@@ -106,7 +106,7 @@ report.claim_table(metrics, "cnci", "f1")
 # anomalies and mixed glitches; they are shown for completeness.
 
 # %%
-report.metric_table(metrics, "f1")
+report.metric_table(metrics, metric="f1")
 
 # %% [markdown]
 # † NIL, #SLIP and #SLIN are uninformative for a linear head on non-negative
@@ -121,20 +121,20 @@ report.metric_table(metrics, "f1")
 # ranking instead; a random ranking has AP equal to the glitch ratio (0.1).
 
 # %%
-report.metric_table(metrics, "ap")
+report.metric_table(metrics, metric="ap")
 
 # %% [markdown]
 # AUROC: the probability that a random mislabeled sample scores higher than a
 # random clean one (0.5 for a random ranking).
 
 # %%
-report.metric_table(metrics, "auroc")
+report.metric_table(metrics, metric="auroc")
 
 # %% [markdown]
 # The same AP numbers as bars, for every signal:
 
 # %%
-fig = report.plot_metric(metrics, "ap")
+fig = report.plot_metric(metrics, metric="ap")
 
 # %% [markdown]
 # ## At a lower noise ratio
@@ -145,7 +145,7 @@ fig = report.plot_metric(metrics, "ap")
 # and relative gain over SI).
 
 # %%
-low = report.at_ratio(chapter.cells, low_ratio, seeds=low_ratio_seeds)
+low = report.at_ratio(chapter.cells, ratio=low_ratio, seeds=low_ratio_seeds)
 low_status = report.ensure_results(low, store, compute=compute_missing)
 both = report.select_keys(store.load_metrics(), chapter.cells + low)
-report.compare_signals(both, "cnci", "si", "f1")
+report.compare_signals(both, "cnci", "si", metric="f1")

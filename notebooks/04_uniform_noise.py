@@ -43,7 +43,7 @@ sns.set_theme(style="whitegrid")
 # computed now.
 
 # %%
-chapter = report.chapter(profile, results_dir, glitch="uniform", compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, glitch="uniform", compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -80,13 +80,13 @@ Markdown(f"`{run.key}`: CNCI recomputed for {len(cnci)} samples equals the store
 # with the standard deviation as error bar; the paper's signals in red.
 
 # %%
-fig = report.plot_metric(metrics, "f1")
+fig = report.plot_metric(metrics, metric="f1")
 
 # %% [markdown]
 # CNCI against the best existing signal, per dataset and model:
 
 # %%
-report.claim_table(metrics, "cnci", "f1")
+report.claim_table(metrics, new="cnci", metric="f1")
 
 # %% [markdown]
 # ## F1, AP and AUROC
@@ -94,7 +94,7 @@ report.claim_table(metrics, "cnci", "f1")
 # F1 (mean ± std over seeds):
 
 # %%
-report.metric_table(metrics, "f1")
+report.metric_table(metrics, metric="f1")
 
 # %% [markdown]
 # † NIL, #SLIP and #SLIN are uninformative for a linear head on non-negative
@@ -108,10 +108,10 @@ report.metric_table(metrics, "f1")
 # Average precision (0.1 for a random ranking):
 
 # %%
-report.metric_table(metrics, "ap")
+report.metric_table(metrics, metric="ap")
 
 # %% [markdown]
 # AUROC (0.5 for a random ranking):
 
 # %%
-report.metric_table(metrics, "auroc")
+report.metric_table(metrics, metric="auroc")

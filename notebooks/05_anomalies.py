@@ -43,7 +43,7 @@ sns.set_theme(style="whitegrid")
 # The chapter needs the profile's anomaly runs; missing ones are computed now.
 
 # %%
-chapter = report.chapter(profile, results_dir, glitch="anomalies", compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, glitch="anomalies", compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -80,13 +80,13 @@ Markdown(f"`{run.key}`: PCID recomputed for {len(pcid)} samples equals the store
 # the standard deviation as error bar; the paper's signals in red.
 
 # %%
-fig = report.plot_metric(metrics, "f1")
+fig = report.plot_metric(metrics, metric="f1")
 
 # %% [markdown]
 # PCID against the best existing signal, per dataset and model:
 
 # %%
-report.claim_table(metrics, "pcid", "f1")
+report.claim_table(metrics, new="pcid", metric="f1")
 
 # %% [markdown]
 # ## F1, AP and AUROC
@@ -94,7 +94,7 @@ report.claim_table(metrics, "pcid", "f1")
 # F1 (mean ± std over seeds):
 
 # %%
-report.metric_table(metrics, "f1")
+report.metric_table(metrics, metric="f1")
 
 # %% [markdown]
 # † NIL, #SLIP and #SLIN are uninformative for a linear head on non-negative
@@ -109,13 +109,13 @@ report.metric_table(metrics, "f1")
 # the enlarged training set):
 
 # %%
-report.metric_table(metrics, "ap")
+report.metric_table(metrics, metric="ap")
 
 # %% [markdown]
 # AUROC (0.5 for a random ranking):
 
 # %%
-report.metric_table(metrics, "auroc")
+report.metric_table(metrics, metric="auroc")
 
 # %% [markdown]
 # ## How well the model fits the anomalies

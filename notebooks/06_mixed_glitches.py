@@ -44,7 +44,7 @@ sns.set_theme(style="whitegrid")
 # now.
 
 # %%
-chapter = report.chapter(profile, results_dir, glitch="mixed", compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, glitch="mixed", compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -83,19 +83,19 @@ Markdown(f"`{run.key}`: CFRank recomputed for {len(cfrank)} samples equals the s
 # seeds with the standard deviation as error bar; the paper's signals in red.
 
 # %%
-fig = report.plot_metric(metrics, "f1")
+fig = report.plot_metric(metrics, metric="f1")
 
 # %% [markdown]
 # CFRank against the best existing signal, per dataset and model:
 
 # %%
-report.claim_table(metrics, "cfrank", "f1")
+report.claim_table(metrics, new="cfrank", metric="f1")
 
 # %% [markdown]
 # F1, then AP and AUROC, of every signal (mean ± std over seeds):
 
 # %%
-report.metric_table(metrics, "f1")
+report.metric_table(metrics, metric="f1")
 
 # %% [markdown]
 # † NIL, #SLIP and #SLIN are uninformative for a linear head on non-negative
@@ -109,13 +109,13 @@ report.metric_table(metrics, "f1")
 # Average precision:
 
 # %%
-report.metric_table(metrics, "ap")
+report.metric_table(metrics, metric="ap")
 
 # %% [markdown]
 # AUROC:
 
 # %%
-report.metric_table(metrics, "auroc")
+report.metric_table(metrics, metric="auroc")
 
 # %% [markdown]
 # ## Characterisation

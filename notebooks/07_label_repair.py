@@ -43,7 +43,7 @@ sns.set_theme(style="whitegrid")
 # uniform noise. Missing ones are computed now.
 
 # %%
-chapter = report.chapter(profile, results_dir, glitch=("class-based", "uniform"), compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, glitch=("class-based", "uniform"), compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -80,18 +80,19 @@ Markdown(report.run_caption(example))
 
 # %%
 dataset = example.dataset if example else None
-fig = report.plot_confusion(report.label_confusion(scores, dataset, "y"), title="injected noise")
+fig = report.plot_confusion(report.label_confusion(scores, dataset=dataset, column="y"), title="injected noise")
 
 # %% [markdown]
 # CNCI's suggestions for the same samples: a perfect repair puts every count on
 # the diagonal.
 
 # %%
-fig = report.plot_confusion(report.label_confusion(scores, dataset, "suggested_label"), title="CNCI's suggestions")
+suggested = report.label_confusion(scores, dataset=dataset, column="suggested_label")
+fig = report.plot_confusion(suggested, title="CNCI's suggestions")
 
 # %% [markdown]
 # In practice one repairs the samples CNCI flags (its top $k$), not all of
 # them. The repair accuracy on those, beside all mislabeled samples:
 
 # %%
-report.repair_summary(scores, "cnci") if len(scores) else scores
+report.repair_summary(scores, signal="cnci") if len(scores) else scores

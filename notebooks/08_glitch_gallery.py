@@ -45,8 +45,8 @@ sns.set_theme(style="whitegrid")
 # The gallery needs one run of each glitch kind; missing ones are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
-chapter = report.chapter(profile, results_dir, cells=report.with_seed(settings, example_seed),
+settings = g.profiles.profile_settings(profile)
+chapter = report.chapter(profile, results_dir=results_dir, cells=report.with_seed(settings, seed=example_seed),
                          compute=compute_missing)
 chapter.summary
 

@@ -57,7 +57,7 @@ sns.set_theme(style="whitegrid")
 # The chapter reads every run of the profile; missing ones are computed now.
 
 # %%
-chapter = report.chapter(profile, results_dir, compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]

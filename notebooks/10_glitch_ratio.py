@@ -58,9 +58,9 @@ sns.set_theme(style="whitegrid")
 # computed now; cells that cannot run here say why.
 
 # %%
-settings = g.experiments.profile_settings(profile)
-needed = g.studies.ratio_ablation(settings, ratios, seeds=ratio_seeds)
-chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+settings = g.profiles.profile_settings(profile)
+needed = g.studies.ratio_ablation(settings, ratios=ratios, seeds=ratio_seeds)
+chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -78,7 +78,7 @@ Markdown(chapter.provenance)
 # logarithmic, so the low ratios get room.
 
 # %%
-fig = report.plot_ratio_curves(metrics, "f1")
+fig = report.plot_ratio_curves(metrics, metric="f1")
 
 # %% [markdown]
 # F1 is computed by `glitchlib.metrics.detection_f1` from a run's scores. For
@@ -104,7 +104,7 @@ Markdown(text)
 
 # %%
 noise = metrics[metrics["glitch"].isin(["uniform", "class-based"])]
-report.claim_table_by(noise, "cnci", "f1")
+report.claim_table_by(noise, new="cnci", metric="f1")
 
 # %% [markdown]
 # ## CNCI against SI at the lowest ratio
@@ -113,7 +113,7 @@ report.claim_table_by(noise, "cnci", "f1")
 # of each dataset and glitch, their average, and the paper's figure:
 
 # %%
-report.low_ratio_gain(noise, min(ratios), "cnci", "si", "f1")
+report.low_ratio_gain(noise, ratio=min(ratios), signal="cnci", baseline="si", metric="f1")
 
 # %% [markdown]
 # ## PCID on anomalies
@@ -123,13 +123,13 @@ report.low_ratio_gain(noise, min(ratios), "cnci", "si", "f1")
 
 # %%
 anomalies = metrics[metrics["glitch"] == "anomalies"]
-report.signal_by_ratio(anomalies, "pcid", "f1")
+report.signal_by_ratio(anomalies, signal="pcid", metric="f1")
 
 # %% [markdown]
 # And whether PCID is the best signal for anomalies at each ratio:
 
 # %%
-report.claim_table_by(anomalies, "pcid", "f1")
+report.claim_table_by(anomalies, new="pcid", metric="f1")
 
 # %% [markdown]
 # ## Average precision
@@ -138,4 +138,4 @@ report.claim_table_by(anomalies, "pcid", "f1")
 # ranking scores about the ratio itself). AP of every signal against the ratio:
 
 # %%
-fig = report.plot_ratio_curves(metrics, "ap")
+fig = report.plot_ratio_curves(metrics, metric="ap")

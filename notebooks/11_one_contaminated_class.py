@@ -46,9 +46,9 @@ sns.set_theme(style="whitegrid")
 # are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 needed = g.studies.one_contaminated_class(settings, seeds=seeds)
-chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -83,7 +83,7 @@ Markdown(text)
 # with the standard deviation as error bar; the paper's signals in red.
 
 # %%
-fig = report.plot_metric(metrics, "f1")
+fig = report.plot_metric(metrics, metric="f1")
 
 # %% [markdown]
 # ## Is CNCI on par or better?
@@ -92,17 +92,17 @@ fig = report.plot_metric(metrics, "f1")
 # many seeds CNCI is at least as good:
 
 # %%
-report.claim_table(metrics, "cnci", "f1")
+report.claim_table(metrics, new="cnci", metric="f1")
 
 # %% [markdown]
 # F1 of all signals (mean ± std over seeds):
 
 # %%
-report.metric_table(metrics, "f1")
+report.metric_table(metrics, metric="f1")
 
 # %% [markdown]
 # Average precision (a random ranking scores about 0.01 here: 60 glitches in
 # 6,000 samples):
 
 # %%
-report.metric_table(metrics, "ap")
+report.metric_table(metrics, metric="ap")

@@ -56,10 +56,10 @@ sns.set_theme(style="whitegrid")
 # clean twins (`glitchlib.studies.clean_twins`); missing ones are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 glitched = [s for s in g.studies.base_cells(settings) if s.seed < seeds]
 needed = glitched + g.studies.clean_twins(settings, seeds=seeds)
-chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]

@@ -56,10 +56,10 @@ sns.set_theme(style="whitegrid")
 # each) and 3 seeds on the embedded data. Missing ones are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 needed = g.studies.corruption_cells(settings, seeds=corruption_seeds)
 twins = [g.studies.clean_twin(s) for s in needed if s.seed == 0 and s.corruption == "stripe"]
-chapter = report.chapter(profile, results_dir, cells=needed, also=twins, compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, cells=needed, also=twins, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -112,14 +112,14 @@ fig = report.plot_gallery(g.data.denormalize(images), captions, hits, ncols=max(
 # over seeds, per dataset, model and corruption:
 
 # %%
-report.metric_table(metrics, "f1", columns=("dataset", "model", "corruption"))
+report.metric_table(metrics, metric="f1", columns=("dataset", "model", "corruption"))
 
 # %% [markdown]
 # The same as bars, one figure per corruption (the paper's signals in red):
 
 # %%
 for corruption in ("stripe", "brightness"):
-    fig = report.plot_metric(metrics[metrics["corruption"] == corruption], "f1", title=corruption)
+    fig = report.plot_metric(metrics[metrics["corruption"] == corruption], metric="f1", title=corruption)
 
 # %% [markdown]
 # ## Is PCID the only one that detects them?
@@ -128,7 +128,7 @@ for corruption in ("stripe", "brightness"):
 # difference, and in how many seeds PCID is at least as good:
 
 # %%
-report.claim_table_by(metrics, "pcid", "f1", by=("dataset", "model", "corruption"))
+report.claim_table_by(metrics, new="pcid", metric="f1", by=("dataset", "model", "corruption"))
 
 # %% [markdown]
 # If every F1 above stays near the glitch ratio (0.1, what a random ranking
@@ -138,4 +138,4 @@ report.claim_table_by(metrics, "pcid", "f1", by=("dataset", "model", "corruption
 # class. Average precision (about 0.1 for a random ranking):
 
 # %%
-report.metric_table(metrics, "ap", columns=("dataset", "model", "corruption"))
+report.metric_table(metrics, metric="ap", columns=("dataset", "model", "corruption"))

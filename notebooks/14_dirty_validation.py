@@ -57,9 +57,9 @@ sns.set_theme(style="whitegrid")
 # ones are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 needed = g.studies.dirty_validation(settings, test_ratio=test_ratio, test_share=test_share, seeds=dirty_seeds)
-chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -97,8 +97,8 @@ Markdown(text)
 
 # %%
 pairs = report.validation_pairs(needed)
-table = report.dirty_validation_table(metrics, pairs, "f1")
-fig = report.plot_dirty_validation(table, "F1")
+table = report.dirty_validation_table(metrics, pairs, metric="f1")
+fig = report.plot_dirty_validation(table, metric="F1")
 
 # %% [markdown]
 # CNCI's F1 in each pair of settings, and what it loses:

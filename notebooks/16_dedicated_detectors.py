@@ -49,9 +49,9 @@ sns.set_theme(style="whitegrid")
 # asks a different question of the detectors. Missing runs are computed now.
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 needed = [s for s in settings if s.glitch in report.GLITCH_NAMES and s.ratio == ratio]
-chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -123,35 +123,35 @@ if example:
 # the six detectors.
 
 # %%
-report.detector_table(metrics, "f1")
+report.detector_table(metrics, metric="f1")
 
 # %% [markdown]
 # Who wins each row (highest mean F1), and how far behind the best influence
 # signal is when a detector wins:
 
 # %%
-Markdown(report.winner_summary(metrics, "f1"))
+Markdown(report.winner_summary(metrics, metric="f1"))
 
 # %% [markdown]
 # The same as bars: red the influence signals (dark: the best one), blue the
 # label-error detectors, green the out-of-distribution detectors.
 
 # %%
-fig = report.plot_detectors(metrics, "f1")
+fig = report.plot_detectors(metrics, metric="f1")
 
 # %% [markdown]
 # Average precision scores the whole ranking (a random ranking scores the
 # glitch ratio):
 
 # %%
-report.detector_table(metrics, "ap")
+report.detector_table(metrics, metric="ap")
 
 # %% [markdown]
 # AUROC: the probability that a random glitch scores higher than a random clean
 # sample (0.5 for a random ranking):
 
 # %%
-report.detector_table(metrics, "auroc")
+report.detector_table(metrics, metric="auroc")
 
 # %% [markdown]
 # ## Repair

@@ -58,10 +58,10 @@ sns.set_theme(style="whitegrid")
 # it gets (see `glitchlib.profiles.tabular_cells`).
 
 # %%
-settings = g.experiments.profile_settings(profile)
+settings = g.profiles.profile_settings(profile)
 tabular = [s for s in settings if s.dataset in g.data.TABULAR_DATASETS]
 needed = tabular or g.profiles.tabular_cells("tiny")
-chapter = report.chapter(profile, results_dir, cells=needed, compute=compute_missing)
+chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary
 
 # %% [markdown]
@@ -102,7 +102,7 @@ report.influence_parameters(n_features=13, n_classes=3)
 # come from a sweep on the shipped tables, `benchmarks/sweep_tabular.py`):
 
 # %%
-table = report.training_settings_table(needed).drop(columns="notes")
+table = report.training_settings_table(settings=needed).drop(columns="notes")
 table[table.index.get_level_values(-1) == "this book"]
 
 # %% [markdown]
@@ -119,14 +119,14 @@ report.mean_std_table(runs, ["dataset", "model"], "glitch", "val_acc") if len(ru
 # with the standard deviation as error bar; the paper's signals in red.
 
 # %%
-fig = report.plot_metric(metrics, "f1")
+fig = report.plot_metric(metrics, metric="f1")
 
 # %% [markdown]
 # The same numbers as a table (mean ± std over seeds). PCID and CFRank are
 # built for anomalies and mixed glitches; they are shown for completeness.
 
 # %%
-report.metric_table(metrics, "f1")
+report.metric_table(metrics, metric="f1")
 
 # %% [markdown]
 # ## The paper's claim beside ours
@@ -136,7 +136,7 @@ report.metric_table(metrics, "f1")
 # many seeds CNCI is at least as good.
 
 # %%
-report.claim_table(metrics, "cnci", "f1", baselines=report.EARLIER_SIGNALS)
+report.claim_table(metrics, new="cnci", metric="f1", baselines=report.EARLIER_SIGNALS)
 
 # %% [markdown]
 # The paper's two numbers (F1 0.65 on average; CNCI first on every dataset and
@@ -175,8 +175,8 @@ if example is not None:
 # at the same $k$ is shown beside CNCI's; otherwise this section says so.
 
 # %%
-peers = report.peer_f1(store, needed, "cleanlab")
+peers = report.peer_f1(store, needed, peer="cleanlab")
 if len(peers):
-    display(report.compare_signals(peers, "cnci", "cleanlab", "f1"))
+    display(report.compare_signals(peers, "cnci", "cleanlab", metric="f1"))
 else:
     display(Markdown("The stored scores of these runs hold no `cleanlab` column."))

@@ -10,7 +10,7 @@ from glitchlib.profiles import profile_settings
 
 def _fails(capsys, argv):
     with pytest.raises(SystemExit) as info:
-        cli.main(argv)
+        cli.main(argv=argv)
     assert info.value.code == 2
     return capsys.readouterr().err
 
@@ -59,7 +59,7 @@ def test_run_refuses_a_cell_that_is_not_runnable_here(tmp_path, capsys):
 
 def test_status_lists_cells_and_why_they_cannot_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
-    assert cli.main(["status", "--profile", "paper", "--store", str(tmp_path / "r")]) == 0
+    assert cli.main(argv=["status", "--profile", "paper", "--store", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert f"{len(profile_settings('paper'))} cells" in out and "not runnable" in out  # images and tables
     assert "CIFAR-10 files not found" in out
@@ -70,13 +70,13 @@ def test_status_lists_cells_and_why_they_cannot_run(tmp_path, capsys, monkeypatc
 def test_status_of_a_yaml_profile(tmp_path, capsys):
     path = tmp_path / "grid.yaml"
     path.write_text("- {dataset: mnist, glitch: uniform, seed: 0}\n- {dataset: fmnist, glitch: anomalies, seed: 1}\n")
-    assert cli.main(["status", "--profile", str(path), "--store", str(tmp_path / "r")]) == 0
+    assert cli.main(argv=["status", "--profile", str(path), "--store", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "2 cells" in out and "2 missing" in out
 
 
 def test_report_on_an_empty_store(tmp_path, capsys):
-    assert cli.main(["report", "--store", str(tmp_path / "r")]) == 0
+    assert cli.main(argv=["report", "--store", str(tmp_path / "r")]) == 0
     assert "no finished runs" in capsys.readouterr().out
 
 
@@ -96,7 +96,7 @@ def test_summary_tables_never_average_runs_at_different_ratios(tmp_path):
             runs = self.load_runs()
             return runs.drop(columns="val_acc").assign(signal="cnci", f1=[0.8, 0.6, 0.1], ap=0.5, auroc=0.5)
 
-    tables = summary_tables(FixedStore(tmp_path))
+    tables = summary_tables(store=FixedStore(root=tmp_path))
     assert set(tables) == {"validation accuracy", "detection F1, class-based noise at ratio 0.1",
                            "detection F1, class-based noise at ratio 0.01"}
     assert tables["detection F1, class-based noise at ratio 0.1"].iloc[0, 0] == "0.70 ± 0.14"

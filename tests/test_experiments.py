@@ -46,7 +46,7 @@ def store(finished, tmp_path):
     """A private copy of the finished store (features cached, TINY complete)."""
     root = tmp_path / "results"
     shutil.copytree(finished[0], root)
-    return Store(root)
+    return Store(root=root)
 
 
 def _events(store, settings):
@@ -85,10 +85,10 @@ def test_tiny_run_computes_every_stage_and_its_record_round_trips(finished):
     assert again.summary == summary and again.timings == result.timings and again.computed == ()
     assert again.metrics.equals(result.metrics) and again.settings == TINY
 
-    runs = Store(root).load_runs()
+    runs = Store(root=root).load_runs()
     assert len(runs) == 1 and runs.loc[0, "key"] == TINY.key()
     assert runs.loc[0, "val_acc"] == summary["val_acc"] and runs.loc[0, "glitch"] == "mixed"
-    metrics = Store(root).load_metrics()
+    metrics = Store(root=root).load_metrics()
     assert metrics.set_index("signal")["f1"].to_dict() == result.metrics.set_index("signal")["f1"].to_dict()
 
 
@@ -149,12 +149,12 @@ def test_an_entry_of_the_previous_signals_version_recomputes_signals_and_metrics
     del stages["finished"]["signals"]["version"]
     stages.pop("sha256", None)  # a log without its own checksum, as older logs are
     entry.write_json("stages.json", stages)
-    assert grid_status([TINY], store)["status"].tolist() == ["partial"]
+    assert grid_status([TINY], store=store)["status"].tolist() == ["partial"]
     with caplog.at_level(logging.WARNING):
         result = experiments.run(TINY, store=store, progress=False)
     assert result.computed == ("signals", "metrics") and "version" in caplog.text
     assert set(PEERS) <= set(result.scores().columns)
-    assert grid_status([TINY], store)["status"].tolist() == ["done"]
+    assert grid_status([TINY], store=store)["status"].tolist() == ["done"]
 
 
 def test_device_is_not_part_of_the_key():
@@ -295,12 +295,12 @@ def test_grid_runs_the_missing_cells_in_workers(store, monkeypatch):
     cells = [TINY, TINY.replace(glitch="uniform"), TINY.replace(glitch="anomalies"),
              ExperimentSettings(dataset="cifar10", model="resnet20")]
     monkeypatch.setenv("TORCH_HOME", str(store.root / "no-hub"))
-    status = grid_status(cells, store)
+    status = grid_status(cells, store=store)
     assert status["status"].tolist() == ["done", "missing", "missing", "not runnable"]
     outcome = run_grid(cells, store=store, jobs=2, progress=False)
     assert outcome.ok and sorted(outcome.computed) == sorted(c.key() for c in cells[1:3])
     assert outcome.already_done == [TINY.key()] and [k for k, _ in outcome.not_runnable] == [cells[3].key()]
-    assert grid_status(cells, store)["status"].tolist() == ["done", "done", "done", "not runnable"]
+    assert grid_status(cells, store=store)["status"].tolist() == ["done", "done", "done", "not runnable"]
     # a second pass has nothing to do
     again = run_grid(cells, store=store, jobs=2, progress=False)
     assert again.computed == [] and len(again.already_done) == 3
@@ -312,14 +312,14 @@ def test_cli_run_reads_back_and_report_prints_tables(store, capsys, monkeypatch)
     argv = ["run", "--store", str(store.root), "--quiet"]
     for name in ("dataset", "model", "glitch", "ratio", "seed", "n_train", "n_test", "epochs"):
         argv += ["--" + name.replace("_", "-"), str(fields[name])]
-    assert cli.main(argv) == 0
+    assert cli.main(argv=argv) == 0
     out = capsys.readouterr().out
     assert "read from the store" in out and "val_acc" in out and "cnci" in out
-    assert cli.main(["report", "--store", str(store.root)]) == 0
+    assert cli.main(argv=["report", "--store", str(store.root)]) == 0
     out = capsys.readouterr().out
     assert "validation accuracy" in out and "CNCI" in out and "mixed" in out
     assert "cleanlab" in out and "Mahalanobis" in out  # the dedicated detectors beside the signals
-    tables = summary_tables(store)
+    tables = summary_tables(store=store)
     assert list(tables) == ["validation accuracy", "detection F1, mixed at ratio 0.1"]
 
 
@@ -331,7 +331,7 @@ def test_a_chapter_holds_its_finished_runs_their_status_and_provenance(store, mo
     monkeypatch.setattr(glitchlib.grid, "run_grid", _forbidden("the grid"))
     missing = dataclasses.replace(TINY, seed=1)
     uniform = dataclasses.replace(TINY, glitch="uniform")
-    chapter = report.chapter("tiny", store, cells=[TINY, missing, uniform], glitch="mixed",
+    chapter = report.chapter("tiny", results_dir=store, cells=[TINY, missing, uniform], glitch="mixed",
                              compute="false", progress=False)
     assert chapter.settings == profile_settings("tiny")
     assert chapter.cells == [TINY, missing]  # the mixed cells only
@@ -349,16 +349,17 @@ def test_a_chapter_holds_its_finished_runs_their_status_and_provenance(store, mo
         chapter.table("nope")
 
     # cells made sure of but left out of the tables
-    chapter = report.chapter("tiny", store, cells=[missing], also=[TINY], compute=False)
+    chapter = report.chapter("tiny", results_dir=store, cells=[missing], also=[TINY], compute=False)
     assert set(chapter.status["key"]) == {TINY.key(), missing.key()}
     assert chapter.runs.empty and chapter.metrics.empty
     assert chapter.provenance.endswith("No finished runs in the results store for this chapter.")
-    chapter = report.chapter("tiny", store, cells=[TINY, uniform], glitch=("uniform", "mixed"), compute=False)
+    chapter = report.chapter("tiny", results_dir=store, cells=[TINY, uniform], glitch=("uniform", "mixed"),
+                             compute=False)
     assert chapter.cells == [uniform, TINY]
     with pytest.raises(ValueError, match="glitch='blur'"):
-        report.chapter("tiny", store, glitch="blur", compute=False)
+        report.chapter("tiny", results_dir=store, glitch="blur", compute=False)
     with pytest.raises(ValueError, match="glitch=None"):
-        report.chapter("tiny", store, glitch=("mixed", None), compute=False)
+        report.chapter("tiny", results_dir=store, glitch=("mixed", None), compute=False)
 
 def test_the_papers_signals_recomputed_from_stored_matrices_equal_the_stored_scores(finished):
     """What every detection chapter shows: CNCI, PCID and CFRank again from the stored matrices."""

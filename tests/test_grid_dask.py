@@ -48,9 +48,9 @@ def _profile_file(path: Path, cells) -> Path:
 
 def _assert_same_scores(store, reference, cells):
     """Every cell is done and its scores equal the serial run's, bit for bit."""
-    assert grid_status(cells, store)["status"].tolist() == ["done"] * len(cells)
+    assert grid_status(cells, store=store)["status"].tolist() == ["done"] * len(cells)
     for s in cells:
-        got, expected = Store(store).load_scores(s.key()), Store(reference).load_scores(s.key())
+        got, expected = Store(root=store).load_scores(s.key()), Store(root=reference).load_scores(s.key())
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
         for column in expected.select_dtypes("number"):
             assert np.array_equal(got[column].to_numpy(), expected[column].to_numpy(), equal_nan=True), column
@@ -78,7 +78,7 @@ def test_local_cluster_of_two_workers_gives_the_serial_bits(reference, tmp_path)
     outcome = run_grid(CELLS, store=store, cluster="local", workers=2, progress=False)
     assert outcome.ok and sorted(outcome.computed) == sorted(s.key() for s in CELLS)
     _assert_same_scores(store, reference, CELLS)
-    threads = {Store(store).entry(s.key()).read_json("environment.json")["torch_threads"] for s in CELLS}
+    threads = {Store(root=store).entry(s.key()).read_json("environment.json")["torch_threads"] for s in CELLS}
     assert threads == {1}
 
 
@@ -87,7 +87,7 @@ def test_a_worker_killed_mid_cell_costs_only_a_retry(reference, tmp_path):
     cells = [CELLS[0], CELLS[4]]  # one per dataset: each worker computes its own features
     victim = cells[0]
     store = tmp_path / "results"
-    entry = Store(store).entry(victim.key())
+    entry = Store(root=store).entry(victim.key())
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=40) as cluster, distributed.Client(cluster) as client:
         pids = client.run(os.getpid)  # worker address -> pid
@@ -125,7 +125,7 @@ def test_a_failing_cell_is_reported_in_one_line_and_the_others_go_on(reference, 
     profile = _profile_file(tmp_path / "grid.yaml", [broken, CELLS[0]])
     store = tmp_path / "results"
     shutil.copytree(reference / "features", store / "features")  # the good cell reuses the serial features
-    code = cli.main(["grid", "--profile", str(profile), "--store", str(store), "--quiet",
+    code = cli.main(argv=["grid", "--profile", str(profile), "--store", str(store), "--quiet",
                      "--cluster", "local", "--workers", "1"])
     out = capsys.readouterr().out
     assert code == 1
@@ -146,7 +146,7 @@ def test_two_grids_at_once_on_one_store_compute_every_cell_once(reference, tmp_p
     try:
         while not (store / "runs").is_dir() and all(g.poll() is None for g in grids):
             time.sleep(0.1)
-        assert cli.main(["status", "--profile", str(profile), "--store", str(store)]) == 0  # while they run
+        assert cli.main(argv=["status", "--profile", str(profile), "--store", str(store)]) == 0  # while they run
         assert "4 cells" in capsys.readouterr().out
         outputs = [g.communicate(timeout=300) for g in grids]
     finally:
@@ -156,7 +156,7 @@ def test_two_grids_at_once_on_one_store_compute_every_cell_once(reference, tmp_p
     computed = [int(out.split("computed ")[1].split(",")[0]) for out, _ in outputs]
     assert sum(computed) == len(cells), outputs
     for s in cells:
-        actions = [(e["stage"], e["action"]) for e in Store(store).entry(s.key()).events()]
+        actions = [(e["stage"], e["action"]) for e in Store(root=store).entry(s.key()).events()]
         stages = [stage for stage, action in actions if action == "computed"]
         assert len(stages) == len(set(stages)), f"{s.label()}: a stage computed twice: {actions}"
     _assert_same_scores(store, reference, cells)
@@ -191,7 +191,7 @@ def test_a_killed_parent_leaves_no_worker_behind(reference, tmp_path):
                 p.kill()
         if parent.poll() is None:
             parent.kill()
-    status = grid_status(CELLS, store)
+    status = grid_status(CELLS, store=store)
     assert "corrupt" not in set(status["status"])
 
 
@@ -311,7 +311,7 @@ def test_a_file_system_without_posix_locks_is_an_error_that_says_so(tmp_path, mo
 )
 def test_bad_grid_arguments_exit_2_and_name_the_argument(capsys, tmp_path, argv, expected):
     with pytest.raises(SystemExit) as info:
-        cli.main(["grid", "--profile", "tiny", "--store", str(tmp_path / "r"), *argv])
+        cli.main(argv=["grid", "--profile", "tiny", "--store", str(tmp_path / "r"), *argv])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -11,6 +11,10 @@ import pandas as pd
 import pytest
 
 from glitchlib import report
+from glitchlib.report.names import _model_variants
+from glitchlib.report.runs import _provenance, _provenance_markdown, _status_summary, _status_table, _with_glitch
+from glitchlib.report.samples import _confusion_table
+from glitchlib.report.tables import _mean_std, _paper_validation
 
 
 @dataclass(frozen=True)
@@ -53,15 +57,15 @@ def _metrics():
 
 
 def test_format_mean_std():
-    assert report.format_mean_std(0.944, 0.0123) == "0.94 ± 0.01"
+    assert report.format_mean_std(0.944, std=0.0123) == "0.94 ± 0.01"
     assert report.format_mean_std(0.5) == "0.50"
-    assert report.format_mean_std(0.5, float("nan"), digits=3) == "0.500"
-    assert report.format_mean_std(float("nan"), 0.1) == ""
+    assert report.format_mean_std(0.5, std=float("nan"), digits=3) == "0.500"
+    assert report.format_mean_std(float("nan"), std=0.1) == ""
 
 
 def test_mean_std_matches_numpy():
     df = pd.DataFrame({"g": ["a", "a", "a", "b"], "v": [1.0, 2.0, 4.0, 3.0]})
-    out = report.mean_std(df, ["g"], "v").set_index("g")
+    out = _mean_std(df, ["g"], "v").set_index("g")
     assert out.loc["a", "mean"] == pytest.approx(np.mean([1, 2, 4]))
     assert out.loc["a", "std"] == pytest.approx(np.std([1, 2, 4], ddof=1))
     assert out.loc["a", "n"] == 3
@@ -70,18 +74,18 @@ def test_mean_std_matches_numpy():
 
 def test_mean_std_names_missing_column():
     with pytest.raises(ValueError, match="val_acc"):
-        report.mean_std(pd.DataFrame({"g": [1]}), ["g"], "val_acc")
+        _mean_std(pd.DataFrame({"g": [1]}), ["g"], "val_acc")
 
 
 def test_mean_std_table_orders_rows_and_columns():
     table = report.mean_std_table(_runs(), ["dataset"], "glitch", "val_acc")
     assert list(table.index) == ["MNIST", "Fashion-MNIST"]
     assert list(table.columns) == ["uniform noise", "class-based noise"]
-    assert table.loc["MNIST", "uniform noise"] == report.format_mean_std(0.9, np.std([0.89, 0.91], ddof=1))
+    assert table.loc["MNIST", "uniform noise"] == report.format_mean_std(0.9, std=np.std([0.89, 0.91], ddof=1))
 
 
 def test_paper_validation_has_every_cell():
-    paper = report.paper_validation()
+    paper = _paper_validation()
     assert len(paper) == 27
     cell = paper[(paper.dataset == "mnist") & (paper.model == "vit_b_16") & (paper.glitch == "uniform")]
     assert cell[["mean", "std"]].values.tolist() == [[0.83, 0.03]]
@@ -107,7 +111,7 @@ def test_validation_side_by_side_without_runs_shows_the_paper():
 def test_model_variants_keep_random_weights_apart():
     runs = _runs()
     runs.loc[runs.seed == 1, "pretrained"] = False
-    models = set(report.model_variants(runs)["model"])
+    models = set(_model_variants(runs)["model"])
     assert models == {"EfficientNet-Lite0", "EfficientNet-Lite0 (random weights)"}
 
 
@@ -115,15 +119,15 @@ def test_select_keys_and_with_glitch():
     settings = [FakeSettings(seed=s) for s in range(2)]
     df = pd.DataFrame({"key": [settings[0].key(), "other"], "v": [1, 2]})
     assert report.select_keys(df, settings)["v"].tolist() == [1]
-    assert report.with_glitch(settings, "class-based") == settings
-    mixed = report.with_glitch(settings + [replace(settings[0], glitch="uniform")], "mixed")
+    assert _with_glitch(settings, "class-based") == settings
+    mixed = _with_glitch(settings + [replace(settings[0], glitch="uniform")], "mixed")
     assert [s.glitch for s in mixed] == ["mixed", "mixed"]
     assert sorted(s.seed for s in mixed) == [0, 1]
 
 
 def test_status_table():
     settings = [FakeSettings(seed=0), FakeSettings(seed=1), FakeSettings(dataset="cifar10")]
-    status = report.status_table(
+    status = _status_table(
         settings, {settings[0].key()}, lambda s: (s.dataset != "cifar10", "no CIFAR-10 files")
     )
     assert status["status"].tolist() == ["done", "missing", "not runnable"]
@@ -132,24 +136,24 @@ def test_status_table():
 
 def test_provenance():
     runs = _runs()
-    prov = report.provenance(runs)
+    prov = _provenance(runs)
     assert prov["dataset"].tolist() == ["MNIST", "Fashion-MNIST"]
     assert set(prov["seeds"]) == {"0, 1"}
-    text = report.provenance_markdown(runs, "embedded")
+    text = _provenance_markdown(runs, "embedded")
     assert "abc123" in text and "embedded" in text and "seeds 0, 1" in text
-    assert "No finished runs" in report.provenance_markdown(runs.iloc[:0])
+    assert "No finished runs" in _provenance_markdown(runs.iloc[:0])
 
 
 def test_metric_table_and_plot():
     metrics = _metrics()
-    table = report.metric_table(metrics, "f1")
+    table = report.metric_table(metrics, metric="f1")
     assert list(table.index) == ["SI", "MAI", "CNCI"]  # signals as rows, so "0.60 ± 0.00" never wraps
     assert list(table.columns) == ["Fashion-MNIST"]
     assert table.loc["CNCI"].iloc[0] == "0.60 ± 0.00"
-    assert table.loc["SI"].iloc[0] == report.format_mean_std(0.3, 0.1)
-    fig = report.plot_metric(metrics, "f1")
+    assert table.loc["SI"].iloc[0] == report.format_mean_std(0.3, std=0.1)
+    fig = report.plot_metric(metrics, metric="f1")
     assert len(fig.axes) == 1
-    assert report.plot_metric(metrics.iloc[:0], "f1") is not None
+    assert report.plot_metric(metrics.iloc[:0], metric="f1") is not None
 
 
 def test_metric_table_marks_same_class_sign_signals_on_head_only_models():
@@ -158,13 +162,13 @@ def test_metric_table_marks_same_class_sign_signals_on_head_only_models():
         for signal in ("si", "nil", "slin", "slip", "cnci"):
             rows.append({"key": model, "dataset": "mnist", "model": model, "influence": influence,
                          "glitch": "uniform", "seed": 0, "signal": signal, "f1": 0.1})
-    table = report.metric_table(pd.DataFrame(rows), "f1")
+    table = report.metric_table(pd.DataFrame(rows), metric="f1")
     assert list(table.index) == ["SI", "NIL †", "#SLIP †", "#SLIN †", "CNCI"]
     assert list(table.columns) == ["ResNet-20", "EfficientNet-Lite0"]
-    convolutional = report.metric_table(pd.DataFrame(rows[5:]), "f1")  # ResNet-20: conv influence layers
+    convolutional = report.metric_table(pd.DataFrame(rows[5:]), metric="f1")  # ResNet-20: conv influence layers
     assert list(convolutional.index) == ["SI", "NIL", "#SLIP", "#SLIN", "CNCI"]
-    assert report.uninformative_signals("resnet20", "head") == ("nil", "slip", "slin")
-    assert report.uninformative_signals("vit_b_16", "all") == ()
+    assert report.uninformative_signals("resnet20", influence="head") == ("nil", "slip", "slin")
+    assert report.uninformative_signals("vit_b_16", influence="all") == ()
 
 
 def test_same_class_influence_of_a_linear_head_on_non_negative_features_is_never_negative():
@@ -210,15 +214,15 @@ def test_validation_figure_tick_labels_do_not_overlap():
 
 def test_top_suspects_is_stable():
     scores = pd.DataFrame({"cnci": [0.0, 5.0, 5.0, 1.0]})
-    assert report.top_suspects(scores, "cnci", 3).index.tolist() == [1, 2, 3]
+    assert report.top_suspects(scores, "cnci", k=3).index.tolist() == [1, 2, 3]
 
 
 def test_confusion_table_counts():
-    table = report.confusion_table([0, 0, 1, 2], [0, 1, 1, 1], ["a", "b", "c"])
+    table = _confusion_table([0, 0, 1, 2], [0, 1, 1, 1], ["a", "b", "c"])
     assert table.loc["a", "a"] == 1 and table.loc["a", "b"] == 1 and table.loc["c", "b"] == 1
     assert table.values.sum() == 4
     with pytest.raises(ValueError, match="y_pred"):
-        report.confusion_table([0, 1], [0])
+        _confusion_table([0, 1], [0])
     assert report.plot_confusion(table) is not None
 
 
@@ -263,11 +267,11 @@ def test_plot_histories():
 def test_status_summary():
     settings = [FakeSettings(seed=0), FakeSettings(seed=1), FakeSettings(dataset="cifar10", model="resnet20"),
                 FakeSettings(dataset="cifar10", model="resnet20", glitch="uniform")]
-    status = report.status_table(settings, {settings[0].key()}, lambda s: (s.dataset != "cifar10", "no files"))
-    table = report.status_summary(status)
+    status = _status_table(settings, {settings[0].key()}, lambda s: (s.dataset != "cifar10", "no files"))
+    table = _status_summary(status)
     assert table.loc[("Fashion-MNIST", "EfficientNet-Lite0"), "class-based noise"] == "1/2 done, 1 missing"
     assert table.loc[("Fashion-MNIST", "EfficientNet-Lite0"), "why not runnable"] == ""
-    runnable_only = report.status_summary(status[status.dataset != "cifar10"])
+    runnable_only = _status_summary(status[status.dataset != "cifar10"])
     assert "why not runnable" not in runnable_only.columns
     assert table.loc[("CIFAR-10", "ResNet-20"), "class-based noise"] == "not runnable"
     assert table.loc[("CIFAR-10", "ResNet-20"), "why not runnable"] == "no files"
@@ -280,7 +284,7 @@ def test_plot_validation():
 
 
 def test_claim_table():
-    table = report.claim_table(_metrics(), "cnci", "f1")
+    table = report.claim_table(_metrics(), new="cnci", metric="f1")
     row = table.iloc[0]
     assert row["best existing signal"] == "MAI" or row["best existing signal"] == "SI"
     # SI averages 0.3, MAI 0.3: CNCI (0.6) is 0.3 better and wins every seed
@@ -292,7 +296,7 @@ def test_repair_summary():
     scores = pd.DataFrame({
         "mask": [True, True, False, True], "kind": ["mislabeled", "mislabeled", "clean", "mislabeled"],
         "y_true": [0, 1, 2, 3], "suggested_label": [0, 2, 2, 3], "cnci": [0.9, 0.8, 0.1, 0.0]})
-    table = report.repair_summary(scores, "cnci")
+    table = report.repair_summary(scores, signal="cnci")
     assert table["count"].tolist() == [3, 2]
     assert table["repair accuracy"].tolist() == pytest.approx([2 / 3, 0.5])
 
@@ -305,9 +309,9 @@ def test_compare_signals_and_at_ratio():
     assert row["CNCI - SI"] == pytest.approx(0.3) and row["relative gain"] == pytest.approx(1.0)
     assert row["seeds"] == 3
     settings = [FakeSettings(seed=s) for s in range(3)]
-    low = report.at_ratio(settings, 0.01, seeds=2)
+    low = report.at_ratio(settings, ratio=0.01, seeds=2)
     assert [(s.ratio, s.seed) for s in low] == [(0.01, 0), (0.01, 1)]
-    assert report.at_ratio(settings, None) == []
+    assert report.at_ratio(settings, ratio=None) == []
 
 
 def test_characterization_table_and_plot_stages():
@@ -336,12 +340,12 @@ def test_pick_run_and_caption():
 def test_label_confusion_names_classes():
     scores = pd.DataFrame({"kind": ["mislabeled", "mislabeled", "clean"], "y_true": [0, 1, 2],
                            "y": [5, 5, 2], "suggested_label": [0, 3, 2]})
-    table = report.label_confusion(scores, "fmnist", "suggested_label")
+    table = report.label_confusion(scores, dataset="fmnist", column="suggested_label")
     assert table.shape == (10, 10) and table.values.sum() == 2
     assert table.loc["T-shirt/top", "T-shirt/top"] == 1 and table.loc["Trouser", "Dress"] == 1
     assert table.columns.name == "suggested label"
-    assert report.label_confusion(scores, "fmnist", "y").loc["Trouser", "Sandal"] == 1
-    assert report.plot_confusion(report.label_confusion(scores.iloc[:0], "fmnist")) is not None
+    assert report.label_confusion(scores, dataset="fmnist", column="y").loc["Trouser", "Sandal"] == 1
+    assert report.plot_confusion(report.label_confusion(scores.iloc[:0], dataset="fmnist")) is not None
 
 
 def test_repair_table_skips_runs_without_mislabeled_samples():
@@ -350,11 +354,11 @@ def test_repair_table_skips_runs_without_mislabeled_samples():
     table = report.repair_table(runs)
     assert list(table.columns) == ["class-based noise"]
     assert table.loc[("MNIST", "EfficientNet-Lite0"), "class-based noise"] == report.format_mean_std(
-        0.6, np.std([0.6, 0.6], ddof=1))
+        0.6, std=np.std([0.6, 0.6], ddof=1))
 
 
 def test_training_settings_table_has_paper_and_ours():
-    table = report.training_settings_table([FakeSettings(dataset="mnist", model="resnet20", lr=0.5)])
+    table = report.training_settings_table(settings=[FakeSettings(dataset="mnist", model="resnet20", lr=0.5)])
     paper = table.loc[("MNIST", "ResNet-20", "paper")]
     assert paper["lr"] == 0.01 and paper["batch size"] == 128 and paper["epochs"] == 7
     assert table.loc[("MNIST", "ResNet-20", "public code"), "lr"] == 0.1
@@ -363,6 +367,6 @@ def test_training_settings_table_has_paper_and_ours():
 
 
 def test_training_notes_lists_public_code_difference():
-    text = report.training_notes([FakeSettings(dataset="mnist", model="resnet20", lr=0.5)])
+    text = report.training_notes(settings=[FakeSettings(dataset="mnist", model="resnet20", lr=0.5)])
     assert "MNIST · ResNet-20 (public code)" in text
     assert text.startswith("- ")

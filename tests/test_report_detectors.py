@@ -45,12 +45,12 @@ def test_detector_table_picks_the_best_influence_signal_per_glitch():
     table = report.detector_table(_metrics())
     uniform = table.loc[("MNIST", "EfficientNet-Lite0", "uniform noise")]
     assert uniform["best influence signal"] == "NIL-opt"  # mean 0.9 beats CNCI's 0.8
-    assert uniform["its f1"] == report.format_mean_std(0.9, np.std([0.8, 1.0], ddof=1))
-    assert uniform["cleanlab"] == report.format_mean_std(0.65, np.std([0.6, 0.7], ddof=1))
-    assert uniform["k-NN"] == report.format_mean_std(0.15, np.std([0.1, 0.2], ddof=1))
+    assert uniform["its f1"] == report.format_mean_std(0.9, std=np.std([0.8, 1.0], ddof=1))
+    assert uniform["cleanlab"] == report.format_mean_std(0.65, std=np.std([0.6, 0.7], ddof=1))
+    assert uniform["k-NN"] == report.format_mean_std(0.15, std=np.std([0.1, 0.2], ddof=1))
     class_based = table.loc[("MNIST", "EfficientNet-Lite0", "class-based noise")]
     assert class_based["best influence signal"] == "CNCI" and class_based["its f1"] == report.format_mean_std(
-        0.45, np.std([0.4, 0.5], ddof=1))
+        0.45, std=np.std([0.4, 0.5], ddof=1))
     assert list(table.columns) == ["best influence signal", "its f1", "CNCI", "cleanlab", "k-NN"]
     assert report.detector_table(_metrics().iloc[:0]).empty
 

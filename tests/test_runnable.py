@@ -69,7 +69,7 @@ def test_the_library_refuses_before_writing(tmp_path, changes, argv, reason):
 def test_the_cli_exits_2_with_one_message(tmp_path, capsys, changes, argv, reason):
     store = tmp_path / "results"
     with pytest.raises(SystemExit) as info:
-        cli.main([*CLI_BASE, *argv, "--store", str(store)])
+        cli.main(argv=[*CLI_BASE, *argv, "--store", str(store)])
     err = capsys.readouterr().err
     assert info.value.code == 2
     assert reason in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -91,7 +91,7 @@ def test_weights_that_do_not_load_are_refused_naming_weights(tmp_path, capsys, m
     ok, why = runnable(settings)
     assert not ok and why.startswith(f"weights={str(path)!r}") and reason in why
     with pytest.raises(SystemExit) as info:
-        cli.main([*CLI_BASE, "--weights", str(path), "--store", str(tmp_path / "results")])
+        cli.main(argv=[*CLI_BASE, "--weights", str(path), "--store", str(tmp_path / "results")])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "weights=" in err and "Traceback" not in err
     assert not (tmp_path / "results").exists()
@@ -99,7 +99,7 @@ def test_weights_that_do_not_load_are_refused_naming_weights(tmp_path, capsys, m
 
 def test_status_shows_why_and_the_grid_does_not_retry(tmp_path):
     cells = [ExperimentSettings(**{**BASE, "n_train": 20})]
-    status = grid_status(cells, tmp_path / "results")
+    status = grid_status(cells, store=tmp_path / "results")
     assert list(status["status"]) == ["not runnable"] and "n_c = 2" in status["reason"][0]
 
 
@@ -108,7 +108,7 @@ def test_a_store_that_is_a_file_is_refused(tmp_path, capsys, command):
     path = tmp_path / "results"
     path.write_text("")
     with pytest.raises(SystemExit) as info:
-        cli.main([*command, "--store", str(path)])
+        cli.main(argv=[*command, "--store", str(path)])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "argument --store" in err and "not a directory" in err
     assert "Traceback" not in err
@@ -123,7 +123,7 @@ def test_a_failed_grid_cell_is_one_line_and_the_traceback_only_at_info(tmp_path,
 
     monkeypatch.setattr(experiments, "run", broken)
     with caplog.at_level(logging.INFO, logger="glitchlib.grid"):
-        assert cli.main(["grid", "--profile", str(profile), "--store", str(tmp_path / "r"), "--quiet"]) == 1
+        assert cli.main(argv=["grid", "--profile", str(profile), "--store", str(tmp_path / "r"), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "failed:" in out and "RuntimeError: the disk is full" in out and "Traceback" not in out
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

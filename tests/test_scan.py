@@ -223,7 +223,7 @@ def test_scan_reads_a_finished_scan_back(scanned):
 
 def test_scan_cli_runs_and_refuses_bad_input(scanned, tmp_path, capsys):
     root, planted, result = scanned
-    assert cli_main(["scan", str(root / "images"), "--out", str(root / "out"), "--ratio-hint", "0.05",
+    assert cli_main(argv=["scan", str(root / "images"), "--out", str(root / "out"), "--ratio-hint", "0.05",
                      "--quiet"]) == 0
     assert "read back" in capsys.readouterr().out
     (tmp_path / "only").mkdir()

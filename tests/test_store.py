@@ -19,7 +19,7 @@ from glitchlib.store import RESULT_FORMAT, IncompatibleEntry, Store, atomic_writ
 
 @pytest.fixture
 def store(tmp_path):
-    return Store(tmp_path / "results")
+    return Store(root=tmp_path / "results")
 
 
 def _no_temporaries(directory):

@@ -56,9 +56,9 @@ def one_thread():
     one thread torch never enters the pool. One thread everywhere also makes the
     reference, the killed, the resumed and the grid's runs comparable bit for bit.
     """
-    from glitchlib.grid import cell_threads
+    from glitchlib.grid import _cell_threads
 
-    with cell_threads(1):
+    with _cell_threads(1):
         yield
 
 
@@ -144,7 +144,7 @@ def _killed_run(root: Path, settings, target: int, phase: str, where: str) -> No
 
 def _resume_and_check(root: Path, reference_root: Path, point: str) -> list[str]:
     """Rerun TINY after a kill; what differs from the promises (empty when all hold)."""
-    entry = Store(root).entry(TINY.key())
+    entry = Store(root=root).entry(TINY.key())
     finished = set(entry.read_stages()["finished"]) if entry.path.is_dir() else set()
     result = experiments.run(TINY, store=root, progress=False)
     problems = []
@@ -162,8 +162,8 @@ def _resume_and_check(root: Path, reference_root: Path, point: str) -> list[str]
         problems.append(f"{point}: the feature cache differs from the reference")
     if _leftovers(root):
         problems.append(f"{point}: left {_leftovers(root)}")
-    if Store(root).state(TINY.key(), deep=True) != "done":
-        problems.append(f"{point}: state {Store(root).state(TINY.key(), deep=True)}")
+    if Store(root=root).state(TINY.key(), deep=True) != "done":
+        problems.append(f"{point}: state {Store(root=root).state(TINY.key(), deep=True)}")
     return problems
 
 
@@ -206,9 +206,9 @@ def test_a_stage_killed_between_its_files_is_computed_again(reference, tmp_path,
     target = entry_writes.index(f"runs/{TINY.key()}/matrices/influence_cnci.pt") + 1
     root = _fresh_store(tmp_path, ref_root, "between", cache)
     _killed_run(root, TINY, target, "after", "runs/")
-    entry = Store(root).entry(TINY.key())
+    entry = Store(root=root).entry(TINY.key())
     assert entry.exists("matrices/influence_cnci.pt") and not entry.exists("matrices/influence_pcid.pt")
-    assert Store(root).state(TINY.key()) == "partial"
+    assert Store(root=root).state(TINY.key()) == "partial"
     assert _resume_and_check(root, ref_root, "between the counterfactual matrices") == []
 
 
@@ -250,15 +250,15 @@ def test_every_damaged_entry_file_is_flagged_and_restored_by_grid(reference, tmp
             _damage(root / "runs" / TINY.key() / name, how)
             same_size = how in ("flip", "zero")
             # status: the quick look flags all but same-size damage to the .pt files; --verify flags all
-            quick = grid_status([TINY], root)["status"].iloc[0]
-            full = grid_status([TINY], root, verify=True)["status"].iloc[0]
+            quick = grid_status([TINY], store=root)["status"].iloc[0]
+            full = grid_status([TINY], store=root, verify=True)["status"].iloc[0]
             if full == "done" or (quick == "done" and not (same_size and name.endswith(".pt"))):
                 problems.append(f"{case}: status says {quick} (quick), {full} (--verify)")
             # the report leaves the run out, with a warning, when it reads the damaged file
             if name not in ("stages.json",) and not (same_size and name.endswith(".pt")):
                 caplog.clear()
                 with caplog.at_level(logging.WARNING, logger="glitchlib.store"):
-                    runs = Store(root).load_runs()
+                    runs = Store(root=root).load_runs()
                 if TINY.key() in set(runs["key"]):
                     problems.append(f"{case}: the report still shows the run")
                 elif name != "record.json" or how != "delete":
@@ -271,7 +271,7 @@ def test_every_damaged_entry_file_is_flagged_and_restored_by_grid(reference, tmp
             if _entry_bits(root) != _entry_bits(ref_root):
                 differ = sorted(k for k, v in _entry_bits(ref_root).items() if _entry_bits(root).get(k) != v)
                 problems.append(f"{case}: after grid, files differ from the reference: {differ}")
-            if grid_status([TINY], root, verify=True)["status"].iloc[0] != "done" or _leftovers(root):
+            if grid_status([TINY], store=root, verify=True)["status"].iloc[0] != "done" or _leftovers(root):
                 problems.append(f"{case}: after grid, not done or leftovers {_leftovers(root)}")
             shutil.rmtree(root.parent)
     assert not problems, "\n".join(problems)
@@ -287,7 +287,7 @@ def test_every_damaged_feature_cache_file_is_flagged_and_restored(reference, tmp
             _damage(root / "features" / file, how)
             flagged = [p.name for p, _ in cache_problems(root / "features")]
             if how != "delete":
-                assert cli.main(["status", "--store", str(root), "--profile", "tiny", "--verify"]) == 0
+                assert cli.main(argv=["status", "--store", str(root), "--profile", "tiny", "--verify"]) == 0
                 if flagged != [file] or file not in capsys.readouterr().out:
                     problems.append(f"{case}: status flags {flagged}")
             # a new cell needs these features: the grid recomputes and replaces the file
@@ -323,9 +323,9 @@ def test_a_same_size_edit_of_the_metrics_is_caught_everywhere(reference, tmp_pat
     edited = first.replace(first[2], "1" if first[2] != "1" else "2", 1)
     path.write_text(text.replace(first, edited, 1))
     assert path.stat().st_size == len(text)
-    assert grid_status([TINY], root)["status"].iloc[0] == "corrupt"
+    assert grid_status([TINY], store=root)["status"].iloc[0] == "corrupt"
     with caplog.at_level(logging.WARNING, logger="glitchlib.store"):
-        assert Store(root).load_metrics().empty
+        assert Store(root=root).load_metrics().empty
     outcome = run_grid([TINY], store=root, jobs=1, progress=False)
     assert outcome.computed == [TINY.key()] and _entry_bits(root) == _entry_bits(ref_root)
 
@@ -336,14 +336,14 @@ def test_an_edited_record_is_caught(reference, tmp_path):
     root = _copy_store(ref_root, tmp_path)
     path = root / "runs" / TINY.key() / "record.json"
     text = path.read_text()
-    value = f'"val_acc": {Store(ref_root).load_record(TINY.key())["summary"]["val_acc"]}'
+    value = f'"val_acc": {Store(root=ref_root).load_record(TINY.key())["summary"]["val_acc"]}'
     assert value in text
     path.write_text(text.replace(value, '"val_acc": 0.999'))
-    assert grid_status([TINY], root)["status"].iloc[0] == "corrupt"
-    assert "own sha256" in grid_status([TINY], root)["reason"].iloc[0]
-    assert Store(root).load_runs().empty
+    assert grid_status([TINY], store=root)["status"].iloc[0] == "corrupt"
+    assert "own sha256" in grid_status([TINY], store=root)["reason"].iloc[0]
+    assert Store(root=root).load_runs().empty
     run_grid([TINY], store=root, jobs=1, progress=False)
-    assert Store(root).load_record(TINY.key())["summary"] == Store(ref_root).load_record(TINY.key())["summary"]
+    assert Store(root=root).load_record(TINY.key())["summary"] == Store(root=ref_root).load_record(TINY.key())["summary"]
 
 
 # ------------------------------------------------------------------ full disk
@@ -394,7 +394,7 @@ def test_a_full_disk_names_the_file_and_leaves_the_store_as_it_was(reference, tm
     assert raised.value.errno == errno.ENOSPC
     assert "disk is full" in message and Path(full_at).name.rstrip("_") in message
     assert "basic_ios" not in message and not _leftovers(root)
-    state = Store(root).state(TINY.key())
+    state = Store(root=root).state(TINY.key())
     assert state in ("partial", "missing")
     monkeypatch.undo()  # space freed: the rerun completes to the reference
     assert _resume_and_check(root, ref_root, f"disk full at {full_at}") == []
@@ -417,7 +417,7 @@ def test_a_write_to_a_read_only_place_says_so(tmp_path, monkeypatch):
 def test_orphans_of_killed_runs_are_removed_by_the_next_run(reference, tmp_path):
     ref_root, _ = reference
     root = _copy_store(ref_root, tmp_path)
-    entry = Store(root).entry(TINY.key())
+    entry = Store(root=root).entry(TINY.key())
     (entry.path / ".metrics.csv.otherhost.12345.abcd.tmp").write_text("torn")
     (entry.path / "matrices" / ".influence.pt.otherhost.1.x.tmp").write_text("torn")
     trash = root / "runs" / f".trash-{TINY.key()}-99-1"

@@ -168,7 +168,7 @@ def test_low_ratio_gain_by_hand():
     metrics = pd.DataFrame({
         "dataset": "mnist", "model": "efficientnet_lite0", "glitch": "uniform", "ratio": 0.01,
         "seed": [0, 0, 1, 1], "signal": ["cnci", "si", "cnci", "si"], "f1": [0.6, 0.5, 0.76, 0.5]})
-    table = report.low_ratio_gain(metrics, 0.01)
+    table = report.low_ratio_gain(metrics, ratio=0.01)
     # CNCI mean 0.68, SI 0.5: (0.68 - 0.5) / 0.5 = 0.36
     assert table.loc[("MNIST", "EfficientNet-Lite0", "uniform noise"), "relative gain"] == pytest.approx(0.36)
     assert table.loc[("paper: about", "", ""), "relative gain"] == pytest.approx(0.36)

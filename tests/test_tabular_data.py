@@ -169,6 +169,6 @@ def test_tabular_claim_and_peer_scores_tables():
                                  "cleanlab": [0.9, 0.8, 0.1, 0.2]})
 
     cell = tabular_cells("tiny")[0]
-    peers = report.peer_f1(Scores(), [cell], "cleanlab")
+    peers = report.peer_f1(Scores(), [cell], peer="cleanlab")
     assert dict(zip(peers.signal, peers.f1)) == {"cnci": 0.5, "cleanlab": 1.0}  # CNCI flags rows 0 and 2
-    assert report.peer_f1(Scores(), [cell], "confident_learning").empty
+    assert report.peer_f1(Scores(), [cell], peer="confident_learning").empty

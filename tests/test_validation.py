@@ -95,9 +95,9 @@ def test_ensure_results_reads_compute_false_as_false(tmp_path, monkeypatch):
 
 def test_other_notebook_parameters_are_read_by_value():
     settings = [ExperimentSettings(dataset="fmnist", seed=s) for s in range(3)]
-    assert [s.ratio for s in report.at_ratio(settings, "0.01", seeds="2")] == [0.01, 0.01]
-    assert report.at_ratio(settings, "None") == []
-    assert [s.seed for s in report.with_seed(settings, "1")] == [1]
+    assert [s.ratio for s in report.at_ratio(settings, ratio="0.01", seeds="2")] == [0.01, 0.01]
+    assert report.at_ratio(settings, ratio="None") == []
+    assert [s.seed for s in report.with_seed(settings, seed="1")] == [1]
     runs = pd.DataFrame({"key": [s.key() for s in settings]})
     assert report.pick_run(settings, runs, dataset="none", seed="2").seed == 2
     with pytest.raises(ValueError, match="seed='two'"):
@@ -235,12 +235,12 @@ def test_store_refuses_a_file(tmp_path):
     path = tmp_path / "results"
     path.write_text("")
     with pytest.raises(ValueError, match=r"^root=.*is a file, not a directory"):
-        g.store.Store(path)
+        g.store.Store(root=path)
     with pytest.raises(ValueError, match=r"lies under the file"):
-        g.store.Store(path / "sub")
+        g.store.Store(root=path / "sub")
     with pytest.raises(ValueError, match=r"^root=3"):
-        g.store.Store(3)
-    assert g.store.Store(tmp_path / "new").root == tmp_path / "new"  # created on first write
+        g.store.Store(root=3)
+    assert g.store.Store(root=tmp_path / "new").root == tmp_path / "new"  # created on first write
     assert not (tmp_path / "new").exists()
 
 

@@ -93,7 +93,7 @@ def stored_benchmark(
     record = {
         "name": name,
         "settings": dict(settings),
-        "environment": environment(device),
+        "environment": environment(device=device),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "load_average": [before, _load_average()],
         "result": result,

@@ -21,7 +21,7 @@ the package has one job:
     what a chapter starts with: its runs, computed when missing, their status
     and provenance (:func:`chapter`);
 :mod:`~glitchlib.report.names`
-    display names of datasets, models, glitch kinds and signals, and the order
+    display names of datasets, models, glitches and signals, and the order
     of their rows;
 :mod:`~glitchlib.report.tables`
     mean ± std over seeds, the paper's numbers beside ours, detection, claim,
@@ -66,7 +66,6 @@ from .names import (
     PEER_SIGNALS,
     SIGNAL_NAMES,
     SIGNAL_ORDER,
-    model_variants,
     pretty,
     HEAD_ON_NON_NEGATIVE_FEATURES,
     SAME_CLASS_SIGN_SIGNALS,
@@ -77,18 +76,12 @@ from .plots import plot_histories, plot_metric, plot_stages, plot_validation
 from .runs import (
     at_ratio,
     pick_run,
-    provenance,
-    provenance_markdown,
     run_caption,
     run_scores,
     select_keys,
-    status_summary,
-    status_table,
-    with_glitch,
     with_seed,
 )
 from .samples import (
-    confusion_table,
     label_confusion,
     plot_confusion,
     plot_gallery,
@@ -97,7 +90,6 @@ from .samples import (
     top_suspects,
 )
 from .tabular import EARLIER_SIGNALS, PAPER_TABULAR_CNCI_F1, influence_parameters, peer_f1, tabular_claim
-from . import studies
 from .studies import (
     PAPER_CNCI_GAIN_AT_1PCT,
     PAPER_KIND_LOSS_ACCURACY,
@@ -126,10 +118,8 @@ from .tables import (
     compare_signals,
     cost_table,
     format_mean_std,
-    mean_std,
     mean_std_table,
     metric_table,
-    paper_validation,
     repair_table,
     summary_tables,
     train_accuracy_table,
@@ -163,29 +153,20 @@ __all__ = [
     "PAPER_SIGNAL_SHARE",
     "DETECTION_STAGES",
     "pretty",
-    "model_variants",
     "format_mean_std",
-    "mean_std",
     "mean_std_table",
-    "paper_validation",
     "training_settings_table",
     "training_notes",
     "validation_side_by_side",
     "select_keys",
-    "with_glitch",
     "with_seed",
-    "status_table",
     "ensure_results",
     "summary_tables",
-    "status_summary",
     "plot_validation",
     "claim_table",
     "repair_summary",
-    "provenance",
-    "provenance_markdown",
     "metric_table",
     "plot_metric",
-    "confusion_table",
     "plot_confusion",
     "top_suspects",
     "plot_gallery",
@@ -209,5 +190,20 @@ __all__ = [
     "detector_claims",
     "claim_summary",
     "winner_summary",
+    "PAPER_CNCI_GAIN_AT_1PCT",
+    "PAPER_KIND_LOSS_ACCURACY",
+    "PAPER_TWIN_DIFFERENCE",
+    "with_fields",
+    "plot_ratio_curves",
+    "claim_table_by",
+    "low_ratio_gain",
+    "signal_by_ratio",
+    "kind_table",
+    "twin_pairs",
+    "twin_difference_table",
+    "si_decile_accuracy",
+    "plot_si_deciles",
+    "validation_pairs",
+    "dirty_validation_table",
+    "plot_dirty_validation",
 ]
-__all__ += studies.__all__

@@ -18,7 +18,7 @@ from .. import _validation
 from ..settings import GLITCHES
 from ..grid import ensure_results
 from ..profiles import profile_settings
-from .runs import provenance_markdown, select_keys, status_summary, with_glitch
+from .runs import _provenance_markdown, select_keys, _status_summary, _with_glitch
 
 __all__ = ["Chapter", "chapter"]
 
@@ -42,8 +42,8 @@ class Chapter:
         :func:`glitchlib.grid.grid_status` columns, ``status`` "done",
         "missing", "partial", "corrupt" or "not runnable", and ``reason``.
     summary : pandas.DataFrame
-        ``status`` summarised (:func:`glitchlib.report.status_summary`): rows
-        dataset x model, one column per glitch kind, and why cells cannot run.
+        ``status`` summarised: rows dataset x model, one column per glitch,
+        and why cells cannot run.
     runs : pandas.DataFrame
         The store's runs table (:meth:`glitchlib.store.Store.load_runs`),
         finished runs of ``cells`` only: one row per run.
@@ -52,7 +52,7 @@ class Chapter:
         finished runs of ``cells`` only: one row per run and signal.
     provenance : str
         Markdown: the data, weights, seeds and machine behind ``runs``
-        (:func:`glitchlib.report.provenance_markdown`).
+        (one line per dataset x model).
     """
 
     profile: str
@@ -83,7 +83,7 @@ class Chapter:
         return select_keys(loader(), self.cells)
 
 
-def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = None,
+def chapter(profile: str | Path, *, results_dir=None, cells: Sequence | None = None,
             glitch: str | Sequence[str] | None = None,
             also: Sequence = (), compute: bool = True, progress: bool = True) -> Chapter:
     """The runs a chapter shows: the profile's (or ``cells``), computed when missing, with status and provenance.
@@ -99,10 +99,11 @@ def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = N
         The chapter's cells, e.g. ``glitchlib.studies.ratio_ablation(...)`` of
         the profile's; default: every cell of the profile.
     glitch : str or sequence of str, optional
-        Keep the cells of this glitch kind (one of
+        Keep the cells of this glitch (one of
         :data:`glitchlib.settings.GLITCHES`); when there are none, the cells
-        with their glitch replaced by it (:func:`glitchlib.report.with_glitch`).
-        Several kinds: the cells of each, one kind after the other.
+        with their glitch replaced by it (one per dataset x model x ratio x
+        seed; cells that cannot take it are left out). Several glitches: the
+        cells of each, one glitch after the other.
     also : sequence of ExperimentSettings
         Further cells to make sure exist (e.g. the clean twins a gallery
         shows), left out of ``runs`` and ``metrics``.
@@ -129,17 +130,17 @@ def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = N
 
     Examples
     --------
-    >>> ch = chapter("embedded", "results", glitch="class-based")  # doctest: +SKIP
+    >>> ch = chapter("embedded", results_dir="results", glitch="class-based")  # doctest: +SKIP
     >>> ch.summary, ch.metrics, Markdown(ch.provenance)  # doctest: +SKIP
     """
     from ..store import as_store
 
-    kinds = [glitch] if glitch is None or isinstance(glitch, str) else list(glitch)
-    kinds = [_validation.as_choice(k, "glitch", GLITCHES, optional=len(kinds) == 1) for k in kinds]
+    glitches = [glitch] if glitch is None or isinstance(glitch, str) else list(glitch)
+    glitches = [_validation.as_choice(g, "glitch", GLITCHES, optional=len(glitches) == 1) for g in glitches]
     settings = profile_settings(profile)
     chosen = list(settings if cells is None else cells)
-    if kinds != [None]:
-        chosen = [s for kind in kinds for s in with_glitch(chosen, kind)]
+    if glitches != [None]:
+        chosen = [s for g in glitches for s in _with_glitch(chosen, g)]
     store = as_store(results_dir)
     also = [s for s in also if s.key() not in {c.key() for c in chosen}]
     status = ensure_results(chosen + also, store, compute=compute, progress=progress)
@@ -150,8 +151,8 @@ def chapter(profile: str | Path, results_dir=None, *, cells: Sequence | None = N
         cells=chosen,
         store=store,
         status=status,
-        summary=status_summary(status),
+        summary=_status_summary(status),
         runs=runs,
         metrics=select_keys(store.load_metrics(), chosen),
-        provenance=provenance_markdown(runs, str(profile)),
+        provenance=_provenance_markdown(runs, str(profile)),
     )

@@ -22,10 +22,10 @@ from .names import (
     _rank,
     _require_columns,
     _sort_rows,
-    model_variants,
+    _model_variants,
     pretty,
 )
-from .tables import format_mean_std, mean_std
+from .tables import format_mean_std, _mean_std
 
 __all__ = ["PAPER_NEW_SIGNALS", "detector_table", "plot_detectors", "repair_comparison", "detector_cost_table",
            "detector_claims", "claim_summary", "winner_summary"]
@@ -47,39 +47,40 @@ def _best_influence(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
     return influence.merge(best, on=_GROUPS + ["signal"])
 
 
-def detector_table(metrics: pd.DataFrame, metric: str = "f1", *, digits: int = 2) -> pd.DataFrame:
+def detector_table(metrics: pd.DataFrame, *, metric: str = "f1", digits: int = 2) -> pd.DataFrame:
     """``metric`` (mean ± std over seeds) of the best influence signal, CNCI, PCID, CFRank and every detector.
 
-    Rows: dataset x model x glitch kind. The first two columns name the
+    Rows: dataset x model x glitch. The first two columns name the
     influence signal with the highest mean ``metric`` in that row (among all
     of SPEC.md section 4) and give its value; then one column per paper
     signal and per dedicated detector present in ``metrics``. Pass the runs
     of one glitch ratio (runs at other ratios would be averaged in).
     """
     _require_columns(metrics, _GROUPS + ["seed", "signal", metric], "metrics")
-    data = model_variants(metrics) if len(metrics) else metrics
+    data = _model_variants(metrics) if len(metrics) else metrics
     columns = [s for s in (*PAPER_NEW_SIGNALS, *PEER_SIGNALS) if s in set(data["signal"])]
     if data.empty or not columns:
         return pd.DataFrame()
-    stats = mean_std(data[data["signal"].isin(columns)], _GROUPS + ["signal"], metric)
-    stats["text"] = [format_mean_std(m, s, digits) for m, s in zip(stats["mean"], stats["std"])]
+    stats = _mean_std(data[data["signal"].isin(columns)], _GROUPS + ["signal"], metric)
+    stats["text"] = [format_mean_std(m, std=s, digits=digits) for m, s in zip(stats["mean"], stats["std"])]
     wide = stats.pivot_table(index=_GROUPS, columns="signal", values="text", aggfunc="first")
     wide = wide.reindex(columns=columns)
     best = _best_influence(data, metric)
     if len(best):
-        best_stats = mean_std(best, _GROUPS + ["signal"], metric).set_index(_GROUPS)
-        wide.insert(0, f"its {metric}", [format_mean_std(*best_stats.loc[i, ["mean", "std"]], digits)
-                                         if i in best_stats.index else "" for i in wide.index])
+        best_stats = _mean_std(best, _GROUPS + ["signal"], metric).set_index(_GROUPS)
+        wide.insert(0, f"its {metric}", [
+            format_mean_std(best_stats.loc[i, "mean"], std=best_stats.loc[i, "std"], digits=digits)
+            if i in best_stats.index else "" for i in wide.index])
         wide.insert(0, _BEST, [SIGNAL_NAMES.get(best_stats.loc[i, "signal"], "") if i in best_stats.index else ""
                                for i in wide.index])
     wide = wide.rename(columns={s: SIGNAL_NAMES.get(s, s) for s in columns}).fillna("")
     return _pretty_index(_sort_rows(wide), None)
 
 
-def plot_detectors(metrics: pd.DataFrame, metric: str = "f1"):
-    """Bars of ``metric`` per glitch kind (mean over seeds, error bar = std): influence signals and detectors.
+def plot_detectors(metrics: pd.DataFrame, *, metric: str = "f1"):
+    """Bars of ``metric`` per glitch (mean over seeds, error bar = std): influence signals and detectors.
 
-    One panel per glitch kind (columns) and dataset x model (rows); bars for
+    One panel per glitch (columns) and dataset x model (rows); bars for
     the best influence signal, CNCI, PCID, CFRank and every detector. The
     influence signals are drawn in red, the label-error detectors in blue and
     the out-of-distribution detectors in green.
@@ -90,7 +91,7 @@ def plot_detectors(metrics: pd.DataFrame, metric: str = "f1"):
 
     if metrics.empty:
         return _empty_figure(f"no {metric} results")
-    data = model_variants(metrics)
+    data = _model_variants(metrics)
     best = _best_influence(data, metric).assign(signal=_BEST_SHORT)
     chosen = data[data["signal"].isin((*PAPER_NEW_SIGNALS, *PEER_SIGNALS))]
     data = pretty(pd.concat([best, chosen], ignore_index=True))
@@ -117,7 +118,7 @@ def plot_detectors(metrics: pd.DataFrame, metric: str = "f1"):
 def repair_comparison(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
     """Repair accuracy of CNCI's ``c*`` and of cleanlab's suggestion over all mislabeled samples (SPEC.md 9.6).
 
-    Rows: dataset x model x glitch kind with mislabeled samples. Columns: each
+    Rows: dataset x model x glitch with mislabeled samples. Columns: each
     repair accuracy as mean ± std over seeds, the difference of the means, and
     in how many seeds CNCI's suggestion is right at least as often as
     cleanlab's.
@@ -127,11 +128,11 @@ def repair_comparison(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
     if data.empty:
         return pd.DataFrame()
     rows = []
-    for keys, group in model_variants(data).groupby(_GROUPS, sort=False):
+    for keys, group in _model_variants(data).groupby(_GROUPS, sort=False):
         cnci, cleanlab = group["repair_acc"].astype(float), group["repair_acc_cleanlab"].astype(float)
         rows.append({**dict(zip(_GROUPS, keys)),
-                     "CNCI (c*)": format_mean_std(cnci.mean(), cnci.std(), digits),
-                     "cleanlab (argmax)": format_mean_std(cleanlab.mean(), cleanlab.std(), digits),
+                     "CNCI (c*)": format_mean_std(cnci.mean(), std=cnci.std(), digits=digits),
+                     "cleanlab (argmax)": format_mean_std(cleanlab.mean(), std=cleanlab.std(), digits=digits),
                      "difference": round(cnci.mean() - cleanlab.mean(), digits),
                      "seeds CNCI at least as good":
                          f"{int((cnci.to_numpy() >= cleanlab.to_numpy()).sum())}/{len(group)}"})
@@ -160,7 +161,7 @@ def detector_cost_table(runs: pd.DataFrame, timings: pd.DataFrame, *, digits: in
                                   + stages.get("signals", 0.0) - peers.sum(axis=1))
     for column in peer_columns:
         table[SIGNAL_NAMES[column.removeprefix("seconds_")]] = peers[column]
-    info = pretty(model_variants(runs.set_index("key").loc[keys].reset_index()))
+    info = pretty(_model_variants(runs.set_index("key").loc[keys].reset_index()))
     table["run"] = (info["dataset"] + " · " + info["model"]).to_numpy()
     out = table.groupby("run", sort=False).mean().round(digits)
     out.loc[:, "runs"] = table.groupby("run", sort=False).size()
@@ -172,7 +173,7 @@ def detector_cost_table(runs: pd.DataFrame, timings: pd.DataFrame, *, digits: in
 
 def detector_claims(metrics: pd.DataFrame, runs: pd.DataFrame, *, glitches: Sequence[str] = ("uniform", "class-based"),
                     digits: int = 2) -> pd.DataFrame:
-    """The paper's claims against cleanlab (SPEC.md 9.6), checked per dataset x model x glitch kind.
+    """The paper's claims against cleanlab (SPEC.md 9.6), checked per dataset x model x glitch.
 
     Two claims: "CNCI detects better than cleanlab" (detection F1 at ``k``)
     and "CNCI repairs better than cleanlab" (repair accuracy over all
@@ -183,14 +184,14 @@ def detector_claims(metrics: pd.DataFrame, runs: pd.DataFrame, *, glitches: Sequ
     _require_columns(metrics, _GROUPS + ["seed", "signal", "f1"], "metrics")
     _require_columns(runs, _GROUPS + ["seed", "repair_acc", "repair_acc_cleanlab"], "runs")
     rows = []
-    f1 = model_variants(metrics[metrics["glitch"].isin(glitches)]) if len(metrics) else metrics
+    f1 = _model_variants(metrics[metrics["glitch"].isin(glitches)]) if len(metrics) else metrics
     if len(f1):
         wide = f1.pivot_table(index=_GROUPS + ["seed"], columns="signal", values="f1")
         if {"cnci", "cleanlab"} <= set(wide.columns):
             rows += _claim_rows(wide["cnci"], wide["cleanlab"], "CNCI detects better (F1)", digits)
     repair = runs[runs["glitch"].isin(glitches)].dropna(subset=["repair_acc", "repair_acc_cleanlab"])
     if len(repair):
-        repair = model_variants(repair).set_index(_GROUPS + ["seed"])
+        repair = _model_variants(repair).set_index(_GROUPS + ["seed"])
         rows += _claim_rows(repair["repair_acc"].astype(float), repair["repair_acc_cleanlab"].astype(float),
                             "CNCI repairs better (repair accuracy)", digits)
     if not rows:
@@ -226,15 +227,15 @@ def claim_summary(claims: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def winner_summary(metrics: pd.DataFrame, metric: str = "f1", *, digits: int = 2) -> str:
-    """Markdown list: per dataset x model x glitch kind, the best score overall and the best influence signal.
+def winner_summary(metrics: pd.DataFrame, *, metric: str = "f1", digits: int = 2) -> str:
+    """Markdown list: per dataset x model x glitch, the best score overall and the best influence signal.
 
     "Best" is the highest mean ``metric`` over seeds, among every influence
     signal and dedicated detector in ``metrics``.
     """
     if metrics.empty:
         return "*No run to compare.*"
-    means = model_variants(metrics).groupby(_GROUPS + ["signal"], sort=False)[metric].mean()
+    means = _model_variants(metrics).groupby(_GROUPS + ["signal"], sort=False)[metric].mean()
     lines = []
     groups = sorted(means.groupby(level=_GROUPS, sort=False), key=lambda item: tuple(
         _rank(c, v) for c, v in zip(_GROUPS, item[0])))

@@ -16,7 +16,7 @@ import pandas as pd
 
 __all__ = ["DATASET_NAMES", "MODEL_NAMES", "GLITCH_NAMES", "SIGNAL_NAMES", "SIGNAL_ORDER", "INFLUENCE_SIGNALS",
            "PEER_SIGNALS", "SAME_CLASS_SIGN_SIGNALS", "HEAD_ON_NON_NEGATIVE_FEATURES", "UNINFORMATIVE_MARK",
-           "uninformative_signals", "pretty", "model_variants"]
+           "uninformative_signals", "pretty"]
 
 
 DATASET_NAMES = {
@@ -83,7 +83,7 @@ HEAD_ON_NON_NEGATIVE_FEATURES = frozenset({
 UNINFORMATIVE_MARK = " †"
 
 
-def uninformative_signals(model: str, influence: str = "all") -> tuple[str, ...]:
+def uninformative_signals(model: str, *, influence: str = "all") -> tuple[str, ...]:
     """Signals that carry no information about glitches for runs of ``model`` with this ``influence``.
 
     For a linear head ``z = W a + b`` on features ``a >= 0``, the per-sample
@@ -118,7 +118,7 @@ def pretty(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def model_variants(df: pd.DataFrame) -> pd.DataFrame:
+def _model_variants(df: pd.DataFrame) -> pd.DataFrame:
     """Return a copy of ``df`` whose ``model`` column also names the variant of the run.
 
     A run with ``pretrained`` False becomes "<model> (random weights)" (except

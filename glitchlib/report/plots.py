@@ -10,14 +10,14 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .names import GLITCH_NAMES, SIGNAL_NAMES, _rank, model_variants, pretty
-from .tables import _STAGE_ORDER, _signals_in, paper_validation
+from .names import GLITCH_NAMES, SIGNAL_NAMES, _rank, _model_variants, pretty
+from .tables import _STAGE_ORDER, _signals_in, _paper_validation
 
 __all__ = ["plot_validation", "plot_metric", "plot_stages", "plot_histories"]
 
 
 def plot_validation(runs: pd.DataFrame):
-    """Validation accuracy per glitch kind: our seeds as dots and their mean ± std, the paper's means as crosses.
+    """Validation accuracy per glitch: our seeds as dots and their mean ± std, the paper's means as crosses.
 
     One panel per dataset; the paper's models are drawn for the datasets we ran.
     """
@@ -26,9 +26,9 @@ def plot_validation(runs: pd.DataFrame):
 
     if runs.empty:
         return _empty_figure("no finished runs")
-    ours = pretty(model_variants(runs))
-    paper = paper_validation()
-    paper = pretty(model_variants(paper[paper["dataset"].isin(set(runs["dataset"]))]))
+    ours = pretty(_model_variants(runs))
+    paper = _paper_validation()
+    paper = pretty(_model_variants(paper[paper["dataset"].isin(set(runs["dataset"]))]))
     paper["model"] = "paper: " + paper["model"]
     glitches = [GLITCH_NAMES[g] for g in GLITCH_NAMES if GLITCH_NAMES[g] in set(ours["glitch"]) | set(paper["glitch"])]
     datasets = sorted(set(ours["dataset"]), key=lambda v: _rank("dataset", v))
@@ -59,9 +59,9 @@ def plot_validation(runs: pd.DataFrame):
 
 def plot_metric(
     metrics: pd.DataFrame,
+    *,
     metric: str = "f1",
     signals: Sequence[str] | None = None,
-    *,
     highlight: Sequence[str] = ("cnci", "pcid", "cfrank"),
     title: str | None = None,
 ):
@@ -71,14 +71,13 @@ def plot_metric(
     colour, the others in grey. Returns the matplotlib figure; an empty table
     gives a figure saying so.
     """
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
     chosen = _signals_in(metrics, signals)
     data = metrics[metrics["signal"].isin(chosen)] if len(metrics) else metrics
     if data.empty:
         return _empty_figure(f"no {metric} results")
-    data = pretty(model_variants(data))
+    data = pretty(_model_variants(data))
     order = [SIGNAL_NAMES.get(s, s) for s in chosen]
     strong = {SIGNAL_NAMES.get(s, s) for s in highlight}
     palette = {s: ("#c0392b" if s in strong else "#95a5a6") for s in order}
@@ -108,7 +107,7 @@ def plot_stages(timings: pd.DataFrame):
     if timings.empty:
         return _empty_figure("no timings")
     per_run = timings.groupby(["key", "dataset", "model", "stage"], sort=False)["seconds"].sum().reset_index()
-    data = pretty(model_variants(per_run))
+    data = pretty(_model_variants(per_run))
     data["run"] = data["dataset"] + " · " + data["model"]
     data["seconds"] = data["seconds"].clip(lower=1e-3)
     stages = [s for s in _STAGE_ORDER if s in set(data["stage"])]

@@ -27,13 +27,8 @@ from .names import (
 
 __all__ = [
     "select_keys",
-    "with_glitch",
     "at_ratio",
     "with_seed",
-    "status_table",
-    "status_summary",
-    "provenance",
-    "provenance_markdown",
     "pick_run",
     "run_caption",
     "run_scores",
@@ -50,11 +45,11 @@ def select_keys(df: pd.DataFrame, settings: Iterable) -> pd.DataFrame:
     return df[df["key"].isin(keys)].reset_index(drop=True)
 
 
-def with_glitch(settings: Sequence, glitch: str) -> list:
-    """The settings of a profile for one glitch kind.
+def _with_glitch(settings: Sequence, glitch: str) -> list:
+    """The settings of a profile for one glitch.
 
     Returns the settings whose ``glitch`` is ``glitch``; when the profile has
-    none, derives them from the profile's settings by replacing the glitch kind
+    none, derives them from the profile's settings by replacing their glitch
     (one per dataset x model x ratio x seed), so that every chapter has runs;
     cells that cannot take ``glitch`` (anomalies on a table) are left out.
     """
@@ -71,13 +66,13 @@ def with_glitch(settings: Sequence, glitch: str) -> list:
     return list(derived.values())
 
 
-def with_seed(settings: Sequence, seed) -> list:
+def with_seed(settings: Sequence, *, seed) -> list:
     """The ``settings`` of one seed; all of them when none has it (``seed`` read by value, ``"0"`` too)."""
     seed = _validation.as_seed(seed, text=True)
     return [s for s in settings if s.seed == seed] or list(settings[:1])
 
 
-def at_ratio(settings: Sequence, ratio: float | None, seeds: int = 1) -> list:
+def at_ratio(settings: Sequence, *, ratio: float | None, seeds: int = 1) -> list:
     """The ``settings`` of the first ``seeds`` seeds with the glitch ratio changed to ``ratio``.
 
     ``ratio`` None gives an empty list (nothing to run). Both are notebook
@@ -99,7 +94,7 @@ def at_ratio(settings: Sequence, ratio: float | None, seeds: int = 1) -> list:
 # ----------------------------------------------------------------------------- status
 
 
-def status_table(settings: Sequence, done_keys: Iterable[str], runnable=None) -> pd.DataFrame:
+def _status_table(settings: Sequence, done_keys: Iterable[str], runnable=None) -> pd.DataFrame:
     """One row per setting: dataset, model, glitch, ratio, seed, key, status and reason.
 
     ``status`` is "done" when the key is in ``done_keys``, else "missing" or
@@ -122,8 +117,8 @@ def status_table(settings: Sequence, done_keys: Iterable[str], runnable=None) ->
     return pd.DataFrame(rows, columns=["dataset", "model", "glitch", "ratio", "seed", "key", "status", "reason"])
 
 
-def status_summary(status: pd.DataFrame) -> pd.DataFrame:
-    """A status table summarised: rows dataset x model, one column per glitch kind, and the reasons.
+def _status_summary(status: pd.DataFrame) -> pd.DataFrame:
+    """A status table summarised: rows dataset x model, one column per glitch, and the reasons.
 
     A glitch cell reads "5/5 done", "3/5 done, 2 missing" or "not runnable";
     the last column, ``why not runnable``, gives the distinct reasons of the
@@ -162,7 +157,7 @@ def status_summary(status: pd.DataFrame) -> pd.DataFrame:
 _PROVENANCE = ["data_source", "weights_id", "device", "machine"]
 
 
-def provenance(runs: pd.DataFrame) -> pd.DataFrame:
+def _provenance(runs: pd.DataFrame) -> pd.DataFrame:
     """What produced the numbers: one row per dataset x model x data source x weights x device x machine.
 
     Columns: dataset, model, data_source, weights_id, device, machine, seeds
@@ -180,12 +175,12 @@ def provenance(runs: pd.DataFrame) -> pd.DataFrame:
     return pretty(out.iloc[order].reset_index(drop=True))
 
 
-def provenance_markdown(runs: pd.DataFrame, profile: str = "") -> str:
+def _provenance_markdown(runs: pd.DataFrame, profile: str = "") -> str:
     """A short Markdown paragraph stating the data, weights, seeds and machine behind ``runs``."""
     head = f"**Profile `{profile}`.** " if profile else ""
     if runs.empty:
         return head + "No finished runs in the results store for this chapter."
-    table = provenance(runs)
+    table = _provenance(runs)
     lines = [head + f"{len(runs)} runs from the results store:", ""]
     for row in table.itertuples(index=False):
         lines.append(

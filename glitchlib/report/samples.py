@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..settings import ANOMALY, CLEAN, MISLABELED
 from .names import SIGNAL_NAMES, _require_columns
 from .plots import _empty_figure
 
@@ -18,7 +19,6 @@ __all__ = [
     "top_suspects",
     "plot_gallery",
     "suspect_gallery",
-    "confusion_table",
     "label_confusion",
     "plot_confusion",
     "repair_summary",
@@ -28,7 +28,7 @@ __all__ = [
 # ----------------------------------------------------------------------------- suspects
 
 
-def top_suspects(scores: pd.DataFrame, signal: str, k: int = 16) -> pd.DataFrame:
+def top_suspects(scores: pd.DataFrame, signal: str, *, k: int = 16) -> pd.DataFrame:
     """The ``k`` training samples with the highest ``signal`` score, most suspicious first.
 
     Ties are broken by the sample index (stable sort), as the metrics do.
@@ -94,15 +94,15 @@ def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 4
     if settings is None:
         return _empty_figure("no finished run")
     scores = store.load_scores(settings.key())
-    top = top_suspects(scores, signal, k)
+    top = top_suspects(scores, signal, k=k)
     data = experiments.load_training_set(settings, store=store)
     index = torch.from_numpy(top["index"].to_numpy(dtype=np.int64, copy=True))
     images = denormalize(data.x[index]).numpy()
     names, captions = data.class_names, []
     for rank, row in enumerate(top.itertuples(index=False), start=1):
         kind = str(row.kind)
-        truth = ("anomaly: " + data.ood_class_names[int(row.y_true)]) if kind == "anomaly" and data.ood_class_names \
-            else ("clean" if kind == "clean" else f"{kind}, true {names[int(row.y_true)]}")
+        truth = (f"{ANOMALY}: " + data.ood_class_names[int(row.y_true)]) if kind == ANOMALY and data.ood_class_names \
+            else (CLEAN if kind == CLEAN else f"{kind}, true {names[int(row.y_true)]}")
         captions.append(f"#{rank} given {names[int(row.y)]}\nsuggested {names[int(row.suggested_label)]}\n"
                         f"{SIGNAL_NAMES.get(signal, signal)} {getattr(row, signal):.3g}\n{truth}")
     hits = top["mask"].astype(bool).tolist()
@@ -113,7 +113,7 @@ def suspect_gallery(store, settings, signal: str, *, k: int = 16, ncols: int = 4
 # ----------------------------------------------------------------------------- labels
 
 
-def confusion_table(
+def _confusion_table(
     y_true: Sequence[int], y_pred: Sequence[int], class_names: Sequence[str] | None = None,
     *, names: tuple[str, str] = ("true label", "suggested label"),
 ) -> pd.DataFrame:
@@ -133,24 +133,26 @@ def confusion_table(
     return pd.DataFrame(counts, index=pd.Index(labels, name=names[0]), columns=pd.Index(labels, name=names[1]))
 
 
-def label_confusion(scores: pd.DataFrame, dataset: str | None = None, column: str = "suggested_label",
-                    *, kind: str = "mislabeled") -> pd.DataFrame:
+def label_confusion(scores: pd.DataFrame, *, dataset: str | None = None, column: str = "suggested_label",
+                    kind: str = MISLABELED) -> pd.DataFrame:
     """Confusion of the true label with ``column`` (a label column of a run's scores) over samples of ``kind``.
 
     ``column`` "suggested_label" shows CNCI's repairs, "y" the noise that was
     injected. Classes are named after ``dataset`` (:data:`glitchlib.data.CLASS_NAMES`).
+    ``kind`` is a kind of sample (one of :data:`glitchlib.settings.SAMPLE_KINDS`).
+    Returns counts: rows the true label, columns ``column``'s label.
     """
     from glitchlib.data import CLASS_NAMES
 
     _require_columns(scores, ["kind", "y_true", column], "scores")
     chosen = scores[scores["kind"].astype(str) == kind]
     titles = {"suggested_label": "suggested label", "y": "given label", "second_best_label": "second-best label"}
-    return confusion_table(chosen["y_true"].to_numpy(dtype=np.int64), chosen[column].to_numpy(dtype=np.int64),
+    return _confusion_table(chosen["y_true"].to_numpy(dtype=np.int64), chosen[column].to_numpy(dtype=np.int64),
                            CLASS_NAMES.get(dataset), names=("true label", titles.get(column, column)))
 
 
 def plot_confusion(table: pd.DataFrame, *, title: str | None = None):
-    """Heat map of a :func:`confusion_table` with the counts written in the cells."""
+    """Heat map of a :func:`label_confusion` table with the counts written in the cells."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -165,7 +167,7 @@ def plot_confusion(table: pd.DataFrame, *, title: str | None = None):
     return fig
 
 
-def repair_summary(scores: pd.DataFrame, signal: str = "cnci") -> pd.DataFrame:
+def repair_summary(scores: pd.DataFrame, *, signal: str = "cnci") -> pd.DataFrame:
     """How good the repair suggestions are, on all mislabeled samples and on those ``signal`` flags.
 
     ``scores`` is one run's per-sample table (``store.load_scores``). The
@@ -174,7 +176,7 @@ def repair_summary(scores: pd.DataFrame, signal: str = "cnci") -> pd.DataFrame:
     label equals the true label.
     """
     _require_columns(scores, ["mask", "kind", "y_true", "suggested_label", signal], "scores")
-    mislabeled = scores["kind"].astype(str) == "mislabeled"
+    mislabeled = scores["kind"].astype(str) == MISLABELED
     k = int(scores["mask"].astype(bool).sum())
     flagged = pd.Series(False, index=scores.index)
     flagged.iloc[np.argsort(-scores[signal].to_numpy(dtype=np.float64), kind="stable")[:k]] = True

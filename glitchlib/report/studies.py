@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..settings import ANOMALY, CLEAN, MISLABELED, SAMPLE_KINDS
 from .names import (
     DATASET_NAMES,
     SIGNAL_NAMES,
@@ -21,7 +22,7 @@ from .names import (
     _rank,
     _require_columns,
     _sort_rows,
-    model_variants,
+    _model_variants,
     pretty,
 )
 from .plots import _empty_figure
@@ -50,16 +51,15 @@ __all__ = [
 PAPER_CNCI_GAIN_AT_1PCT = 0.36
 #: SPEC.md 9.3: the paper's ResNet-20 at 10 %: {dataset: {kind: (average loss, training accuracy)}}.
 PAPER_KIND_LOSS_ACCURACY = {
-    "mnist": {"clean": (1.60, 0.97), "mislabeled": (2.35, 0.05), "anomaly": (1.47, 1.00)},
-    "fmnist": {"clean": (1.67, 0.91), "mislabeled": (2.35, 0.09), "anomaly": (1.48, 1.00)},
-    "cifar10": {"clean": (1.76, 0.95), "mislabeled": (2.38, 0.06), "anomaly": (1.59, 1.00)},
+    "mnist": {CLEAN: (1.60, 0.97), MISLABELED: (2.35, 0.05), ANOMALY: (1.47, 1.00)},
+    "fmnist": {CLEAN: (1.67, 0.91), MISLABELED: (2.35, 0.09), ANOMALY: (1.48, 1.00)},
+    "cifar10": {CLEAN: (1.76, 0.95), MISLABELED: (2.38, 0.06), ANOMALY: (1.59, 1.00)},
 }
 #: SPEC.md 9.3: the paper's ResNet-20, validation accuracy of the glitched run minus its clean twin.
 PAPER_TWIN_DIFFERENCE = {
     "uniform": {"mnist": -0.2, "fmnist": -0.01, "cifar10": 0.00},
     "anomalies": {"mnist": -0.006, "fmnist": 0.31, "cifar10": 0.19},
 }
-_KINDS = ("clean", "mislabeled", "anomaly", "corrupted")
 
 
 # ----------------------------------------------------------------------------- settings
@@ -81,11 +81,11 @@ def with_fields(df: pd.DataFrame, settings: Iterable, fields: Sequence[str]) -> 
 # ----------------------------------------------------------------------------- 9.1 glitch ratio
 
 
-def plot_ratio_curves(metrics: pd.DataFrame, metric: str = "f1", signals: Sequence[str] | None = None,
-                      *, highlight: Sequence[str] = ("cnci", "pcid")):
+def plot_ratio_curves(metrics: pd.DataFrame, *, metric: str = "f1", signals: Sequence[str] | None = None,
+                      highlight: Sequence[str] = ("cnci", "pcid")):
     """``metric`` of every signal against the glitch ratio: mean over seeds, band = ± 1 std.
 
-    One panel per glitch kind (columns) and dataset x model (rows). The
+    One panel per glitch (columns) and dataset x model (rows). The
     signals of ``highlight`` (at most three) are drawn thick in red, dark blue
     and black, the others thin.
     """
@@ -96,7 +96,7 @@ def plot_ratio_curves(metrics: pd.DataFrame, metric: str = "f1", signals: Sequen
     data = metrics[metrics["signal"].isin(chosen)]
     if data.empty:
         return _empty_figure(f"no {metric} results")
-    data = pretty(model_variants(data))
+    data = pretty(_model_variants(data))
     data["run"] = data["dataset"] + " · " + data["model"]
     order = [SIGNAL_NAMES.get(s, s) for s in chosen]
     strong = [SIGNAL_NAMES.get(s, s) for s in highlight]
@@ -120,7 +120,7 @@ def plot_ratio_curves(metrics: pd.DataFrame, metric: str = "f1", signals: Sequen
     return grid.figure
 
 
-def claim_table_by(metrics: pd.DataFrame, new: str = "cnci", metric: str = "f1", *,
+def claim_table_by(metrics: pd.DataFrame, *, new: str = "cnci", metric: str = "f1",
                    by: Sequence[str] = ("dataset", "model", "glitch", "ratio"),
                    baselines: Sequence[str] | None = None, digits: int = 2) -> pd.DataFrame:
     """The claim "``new`` is the best signal" per group of ``by`` (default: dataset x model x glitch x ratio).
@@ -143,8 +143,8 @@ def claim_table_by(metrics: pd.DataFrame, new: str = "cnci", metric: str = "f1",
     return _pretty_index(table.iloc[order].set_index(groups), None)
 
 
-def low_ratio_gain(metrics: pd.DataFrame, ratio: float = 0.01, signal: str = "cnci", baseline: str = "si",
-                   metric: str = "f1", *, digits: int = 2) -> pd.DataFrame:
+def low_ratio_gain(metrics: pd.DataFrame, *, ratio: float = 0.01, signal: str = "cnci", baseline: str = "si",
+                   metric: str = "f1", digits: int = 2) -> pd.DataFrame:
     """``signal``'s relative gain over ``baseline`` at ``ratio``, per dataset x model x glitch, and on average.
 
     The gain of a row is ``(mean signal - mean baseline) / mean baseline``
@@ -155,7 +155,7 @@ def low_ratio_gain(metrics: pd.DataFrame, ratio: float = 0.01, signal: str = "cn
     at = metrics[np.isclose(metrics["ratio"].astype(float), ratio) & metrics["signal"].isin([signal, baseline])]
     if at.empty:
         return pd.DataFrame()
-    means = model_variants(at).pivot_table(index=["dataset", "model", "glitch"], columns="signal", values=metric)
+    means = _model_variants(at).pivot_table(index=["dataset", "model", "glitch"], columns="signal", values=metric)
     if signal not in means or baseline not in means:
         return pd.DataFrame()
     gain = (means[signal] - means[baseline]) / means[baseline].where(means[baseline] != 0)
@@ -171,14 +171,14 @@ def low_ratio_gain(metrics: pd.DataFrame, ratio: float = 0.01, signal: str = "cn
     return table.astype(object).where(table.notna(), "")
 
 
-def signal_by_ratio(metrics: pd.DataFrame, signal: str = "pcid", metric: str = "f1", *,
+def signal_by_ratio(metrics: pd.DataFrame, *, signal: str = "pcid", metric: str = "f1",
                     digits: int = 2) -> pd.DataFrame:
     """``signal``'s ``metric`` (mean ± std over seeds): rows dataset x model x glitch, one column per ratio."""
     _require_columns(metrics, ["dataset", "model", "glitch", "ratio", "signal", metric], "metrics")
     sub = metrics[metrics["signal"] == signal]
     if sub.empty:
         return pd.DataFrame()
-    return mean_std_table(model_variants(sub).sort_values("ratio"), ["dataset", "model", "glitch"], "ratio",
+    return mean_std_table(_model_variants(sub).sort_values("ratio"), ["dataset", "model", "glitch"], "ratio",
                           metric, digits=digits)
 
 
@@ -193,12 +193,13 @@ def kind_table(runs: pd.DataFrame, *, digits: int = 2, paper: bool = True) -> pd
     datasets of ``runs`` (all three when ``paper`` and ``runs`` is empty).
     Loss and accuracy are the final model's, against the labels *given* to training.
     """
-    columns = {f"train_{q}_{k}": f"{k} {'loss' if q == 'loss' else 'acc.'}" for k in _KINDS for q in ("loss", "acc")}
+    columns = {f"train_{q}_{k}": f"{k} {'loss' if q == 'loss' else 'acc.'}"
+               for k in SAMPLE_KINDS for q in ("loss", "acc")}
     present = [c for c in columns if c in runs.columns and runs[c].notna().any()]
     _require_columns(runs, ["dataset", "model", "glitch"], "runs")
     table = pd.DataFrame()
     if present:
-        long = model_variants(runs).melt(id_vars=["dataset", "model", "glitch"], value_vars=present,
+        long = _model_variants(runs).melt(id_vars=["dataset", "model", "glitch"], value_vars=present,
                                          var_name="quantity", value_name="value")
         long["quantity"] = long["quantity"].map(columns)
         long["value"] = pd.to_numeric(long["value"], errors="coerce")
@@ -235,7 +236,7 @@ def twin_pairs(settings: Iterable) -> pd.DataFrame:
 def twin_difference_table(runs: pd.DataFrame, pairs: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
     """Validation accuracy of each glitched run minus that of its clean twin: mean ± std over seeds.
 
-    Rows dataset x model, one column per glitch kind; the paper's ResNet-20
+    Rows dataset x model, one column per glitch; the paper's ResNet-20
     differences (SPEC.md 9.3) follow as rows "ResNet-20 (paper)". Runs whose
     twin is not in ``runs`` are left out.
     """
@@ -245,7 +246,7 @@ def twin_difference_table(runs: pd.DataFrame, pairs: pd.DataFrame, *, digits: in
     merged = runs.merge(pairs, on="key")
     merged = merged[merged["twin_key"].isin(accuracy.index)].copy()
     merged["difference"] = merged["val_acc"].to_numpy(float) - accuracy.loc[merged["twin_key"]].to_numpy(float)
-    table = mean_std_table(model_variants(merged), ["dataset", "model"], "glitch", "difference", digits=digits) \
+    table = mean_std_table(_model_variants(merged), ["dataset", "model"], "glitch", "difference", digits=digits) \
         if len(merged) else pd.DataFrame()
     datasets = set(runs["dataset"]) if len(runs) else {"mnist", "fmnist", "cifar10"}
     paper = {}
@@ -278,7 +279,7 @@ def si_decile_accuracy(predictions: pd.DataFrame, *, bins: int = 10) -> pd.DataF
         labelled) and ``mean_si``.
     """
     _require_columns(predictions, ["run", "kind", "si", "correct"], "predictions")
-    clean = predictions[predictions["kind"] == "clean"]
+    clean = predictions[predictions["kind"] == CLEAN]
     extra = [c for c in clean.columns if c not in ("run", "index", "y", "kind", "pred", "correct", "loss", "si")]
     frames = []
     for run, group in clean.groupby("run", sort=False):
@@ -318,7 +319,7 @@ def validation_pairs(settings: Iterable) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["key", "clean_key"])
 
 
-def dirty_validation_table(metrics: pd.DataFrame, pairs: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
+def dirty_validation_table(metrics: pd.DataFrame, pairs: pd.DataFrame, *, metric: str = "f1") -> pd.DataFrame:
     """Mean ``metric`` over seeds with a clean and with a dirty validation set, per dataset x model x glitch x signal.
 
     Columns: dataset, model, glitch, signal, ``clean``, ``dirty``,
@@ -335,7 +336,7 @@ def dirty_validation_table(metrics: pd.DataFrame, pairs: pd.DataFrame, metric: s
     columns = ["dataset", "model", "glitch", "signal", "clean", "dirty", "difference", "seeds"]
     if dirty.empty:
         return pd.DataFrame(columns=columns)
-    out = model_variants(dirty).groupby(["dataset", "model", "glitch", "signal"], sort=False).agg(
+    out = _model_variants(dirty).groupby(["dataset", "model", "glitch", "signal"], sort=False).agg(
         clean=("clean", "mean"), dirty=("dirty", "mean"), seeds=("dirty", "size")).reset_index()
     out["difference"] = out["dirty"] - out["clean"]
     levels = ("dataset", "model", "glitch", "signal")
@@ -343,12 +344,12 @@ def dirty_validation_table(metrics: pd.DataFrame, pairs: pd.DataFrame, metric: s
     return out.iloc[order][columns].reset_index(drop=True)
 
 
-def plot_dirty_validation(table: pd.DataFrame, metric: str = "F1", *, highlight: Sequence[str] = ("cnci",)):
+def plot_dirty_validation(table: pd.DataFrame, *, metric: str = "F1", highlight: Sequence[str] = ("cnci",)):
     """Scatter of ``metric`` with a clean (x) against a dirty (y) validation set, with the diagonal.
 
     One point per dataset x model x glitch x signal of
     :func:`dirty_validation_table`; the signals of ``highlight`` in red, the
-    others in grey; marker shape = glitch kind.
+    others in grey; marker shape = glitch.
     """
     import matplotlib.pyplot as plt
     import seaborn as sns

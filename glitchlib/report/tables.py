@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..settings import ANOMALY, CLEAN, MISLABELED
 from .names import (
     DATASET_NAMES,
     GLITCH_NAMES,
@@ -25,7 +26,7 @@ from .names import (
     _rank,
     _require_columns,
     _sort_rows,
-    model_variants,
+    _model_variants,
     pretty,
     uninformative_signals,
 )
@@ -37,11 +38,9 @@ __all__ = [
     "PAPER_SIGNAL_SHARE",
     "DETECTION_STAGES",
     "format_mean_std",
-    "mean_std",
     "mean_std_table",
     "training_settings_table",
     "training_notes",
-    "paper_validation",
     "validation_side_by_side",
     "metric_table",
     "compare_signals",
@@ -67,7 +66,7 @@ PAPER_VALIDATION = {
     ("cifar10", "convnext_tiny"): {"uniform": (0.85, 0.01), "class-based": (0.85, 0.00), "anomalies": (0.87, 0.00)},
 }
 #: The paper's claim on training accuracy of ResNet-20 on MNIST, per kind of sample.
-PAPER_TRAIN_ACCURACY = {"clean": 0.97, "mislabeled": 0.05, "anomaly": 1.00}
+PAPER_TRAIN_ACCURACY = {CLEAN: 0.97, MISLABELED: 0.05, ANOMALY: 1.00}
 #: The paper's claim: computing the signals costs about this share of training time.
 PAPER_SIGNAL_SHARE = 0.08
 #: Stages of a run that the signals add on top of training.
@@ -77,7 +76,7 @@ DETECTION_STAGES = ("influence", "counterfactuals", "signals")
 # ----------------------------------------------------------------------------- mean ± std
 
 
-def format_mean_std(mean: float, std: float = float("nan"), digits: int = 2) -> str:
+def format_mean_std(mean: float, *, std: float = float("nan"), digits: int = 2) -> str:
     """Format ``mean ± std`` with ``digits`` decimals; ``mean`` alone when ``std`` is NaN.
 
     A NaN ``mean`` gives the empty string (nothing to show).
@@ -89,7 +88,7 @@ def format_mean_std(mean: float, std: float = float("nan"), digits: int = 2) -> 
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def mean_std(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
+def _mean_std(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
     """Mean, sample standard deviation and count of ``value`` per group of ``by``.
 
     Returns one row per group with columns ``by + ["mean", "std", "n"]``; the
@@ -112,11 +111,11 @@ def mean_std_table(
     Codes in the row index and column labels are shown with display names
     (see :func:`~glitchlib.report.names.pretty`). Empty cells are empty strings.
     """
-    stats = mean_std(df, list(index) + [columns], value)
+    stats = _mean_std(df, list(index) + [columns], value)
     if stats.empty:
         return pd.DataFrame()
     order = list(dict.fromkeys(df[columns]))
-    stats["text"] = [format_mean_std(m, s, digits) for m, s in zip(stats["mean"], stats["std"])]
+    stats["text"] = [format_mean_std(m, std=s, digits=digits) for m, s in zip(stats["mean"], stats["std"])]
     wide = stats.pivot_table(index=list(index), columns=columns, values="text", aggfunc="first")
     wide = _sort_rows(wide).reindex(columns=[c for c in _order(order, columns) if c in wide.columns]).fillna("")
     return _pretty_index(wide, columns)
@@ -125,7 +124,7 @@ def mean_std_table(
 # ----------------------------------------------------------------------------- the paper
 
 
-def training_settings_table(settings: Sequence = ()) -> pd.DataFrame:
+def training_settings_table(*, settings: Sequence = ()) -> pd.DataFrame:
     """The paper's training settings (SPEC.md section 1) and those of ``settings``, side by side.
 
     One row per dataset x model x source: "paper" for the paper's table,
@@ -154,17 +153,17 @@ def training_settings_table(settings: Sequence = ()) -> pd.DataFrame:
         if tuple(row.values()) not in seen:
             seen.add(tuple(row.values()))
             rows.append(row)
-    table = model_variants(pd.DataFrame(rows)).drop(columns="pretrained", errors="ignore")
+    table = _model_variants(pd.DataFrame(rows)).drop(columns="pretrained", errors="ignore")
     table = table.set_index(["dataset", "model", "source"])
     return _pretty_index(_sort_rows(table), None)
 
 
-def training_notes(settings: Sequence = ()) -> str:
+def training_notes(*, settings: Sequence = ()) -> str:
     """Markdown list of the notes behind the non-paper rows of :func:`training_settings_table`.
 
     One item per distinct note, naming the dataset x model rows it applies to.
     """
-    table = training_settings_table(settings)
+    table = training_settings_table(settings=settings)
     notes: dict[str, list[str]] = {}
     for (dataset, model, source), note in table["notes"].items():
         if note:
@@ -174,7 +173,7 @@ def training_notes(settings: Sequence = ()) -> str:
     return "\n".join(f"- {', '.join(rows)}: {note}" for note, rows in notes.items())
 
 
-def paper_validation() -> pd.DataFrame:
+def _paper_validation() -> pd.DataFrame:
     """The paper's validation accuracy table (SPEC.md section 6) as a tidy table.
 
     Columns: dataset, model, glitch, mean, std (codes as used by the library).
@@ -193,18 +192,18 @@ def validation_side_by_side(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFr
     ``runs`` is the store's runs table (columns dataset, model, glitch,
     val_acc). Rows carry a ``source`` level ("paper" or "ours"); the paper's
     rows are given for every dataset that has a row of ours, or for all
-    datasets when ``runs`` is empty. Columns are the glitch kinds.
+    datasets when ``runs`` is empty. Columns are the glitches.
     """
-    paper = paper_validation()
+    paper = _paper_validation()
     paper["source"] = "paper"
     if len(runs):
-        ours = mean_std(model_variants(runs), ["dataset", "model", "glitch"], "val_acc").assign(source="ours")
+        ours = _mean_std(_model_variants(runs), ["dataset", "model", "glitch"], "val_acc").assign(source="ours")
         paper = paper[paper["dataset"].isin(set(ours["dataset"]))]
     else:
         ours = paper.iloc[:0]
-    paper = model_variants(paper)
+    paper = _model_variants(paper)
     both = pd.concat([paper, ours[list(paper.columns)]], ignore_index=True)
-    both["text"] = [format_mean_std(m, s, digits) for m, s in zip(both["mean"], both["std"])]
+    both["text"] = [format_mean_std(m, std=s, digits=digits) for m, s in zip(both["mean"], both["std"])]
     wide = both.pivot_table(index=["dataset", "model", "source"], columns="glitch", values="text", aggfunc="first")
     wide = wide.iloc[sorted(range(len(wide)), key=lambda i: (
         _rank("dataset", wide.index[i][0]), _rank("model", wide.index[i][1]), wide.index[i][2] != "paper"))]
@@ -223,9 +222,9 @@ def _signals_in(metrics: pd.DataFrame, signals: Sequence[str] | None) -> list:
 
 def metric_table(
     metrics: pd.DataFrame,
+    *,
     metric: str = "f1",
     signals: Sequence[str] | None = None,
-    *,
     columns: Sequence[str] = ("dataset", "model", "glitch"),
     digits: int = 2,
 ) -> pd.DataFrame:
@@ -233,7 +232,7 @@ def metric_table(
 
     Rows follow :data:`~glitchlib.report.names.SIGNAL_ORDER`; columns are the
     groups of ``columns`` ("MNIST / EfficientNet-Lite0"; a level with a single
-    value, such as the glitch kind of a chapter, is left out of the labels). A
+    value, such as the glitch of a chapter, is left out of the labels). A
     signal that is uninformative for some column's runs
     (:func:`~glitchlib.report.names.uninformative_signals`: NIL, #SLIN and #SLIP
     on a linear head over non-negative features) gets
@@ -247,8 +246,8 @@ def metric_table(
     if "model" in sub.columns:
         influence = sub["influence"] if "influence" in sub.columns else pd.Series("all", index=sub.index)
         for model, inf in set(zip(sub["model"], influence.fillna("all"))):
-            flagged.update(uninformative_signals(model, inf))
-    sub = model_variants(sub)
+            flagged.update(uninformative_signals(model, influence=inf))
+    sub = _model_variants(sub)
     levels = [c for c in columns if c in sub.columns and sub[c].nunique() > 1] or \
         [c for c in columns if c in sub.columns][:1]
     if levels:
@@ -270,8 +269,8 @@ def _codes(names) -> list:
 
 
 def compare_signals(
-    metrics: pd.DataFrame, signal: str, baseline: str, metric: str = "f1",
-    *, by: Sequence[str] = ("dataset", "model", "glitch", "ratio"), digits: int = 2,
+    metrics: pd.DataFrame, signal: str, baseline: str, *, metric: str = "f1",
+    by: Sequence[str] = ("dataset", "model", "glitch", "ratio"), digits: int = 2,
 ) -> pd.DataFrame:
     """Mean ``metric`` of ``signal`` and ``baseline`` per group of ``by``, their difference and relative gain.
 
@@ -281,7 +280,7 @@ def compare_signals(
     sub = metrics[metrics["signal"].isin([signal, baseline])] if len(metrics) else metrics
     if sub.empty:
         return pd.DataFrame()
-    means = model_variants(sub).pivot_table(index=by + ["seed"], columns="signal", values=metric)
+    means = _model_variants(sub).pivot_table(index=by + ["seed"], columns="signal", values=metric)
     if signal not in means.columns or baseline not in means.columns:
         return pd.DataFrame()
     grouped = means.groupby(level=by, sort=False)
@@ -302,7 +301,7 @@ def _best_signal_rows(metrics: pd.DataFrame, new: str, metric: str, groups: list
     where ``new`` or every baseline is missing gives no row.
     """
     rows = []
-    for keys, group in model_variants(metrics).groupby(groups, sort=False):
+    for keys, group in _model_variants(metrics).groupby(groups, sort=False):
         keys = keys if isinstance(keys, tuple) else (keys,)
         means = group.groupby("signal")[metric].mean()
         others = means[[s for s in baselines if s in means.index and s != new]].dropna()
@@ -319,7 +318,7 @@ def _best_signal_rows(metrics: pd.DataFrame, new: str, metric: str, groups: list
 
 
 def claim_table(
-    metrics: pd.DataFrame, new: str, metric: str = "f1", *, baselines: Sequence[str] | None = None, digits: int = 2
+    metrics: pd.DataFrame, *, new: str, metric: str = "f1", baselines: Sequence[str] | None = None, digits: int = 2
 ) -> pd.DataFrame:
     """The paper's claim "``new`` is on par with or better than every existing signal", per dataset x model x glitch.
 
@@ -343,7 +342,7 @@ def claim_table(
 
 
 def repair_table(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
-    """Repair accuracy of CNCI's suggestions (mean ± std over seeds): rows dataset x model, columns glitch kinds.
+    """Repair accuracy of CNCI's suggestions (mean ± std over seeds): rows dataset x model, one column per glitch.
 
     Only runs with mislabeled samples have a repair accuracy.
     """
@@ -351,7 +350,7 @@ def repair_table(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
     with_repairs = runs.dropna(subset=["repair_acc"])
     if with_repairs.empty:
         return pd.DataFrame()
-    return mean_std_table(model_variants(with_repairs), ["dataset", "model"], "glitch", "repair_acc", digits=digits)
+    return mean_std_table(_model_variants(with_repairs), ["dataset", "model"], "glitch", "repair_acc", digits=digits)
 
 
 def characterization_table(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
@@ -360,11 +359,11 @@ def characterization_table(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFra
     Columns: detected mislabeled samples called mislabeled, detected anomalies
     called anomalies (SPEC.md section 5).
     """
-    kinds = {"char_acc_mislabeled": "mislabeled", "char_acc_anomaly": "anomaly"}
+    kinds = {"char_acc_mislabeled": MISLABELED, "char_acc_anomaly": ANOMALY}
     _require_columns(runs, ["dataset", "model", *kinds], "runs")
     if runs.empty:
         return pd.DataFrame()
-    long = model_variants(runs).melt(id_vars=["dataset", "model"], value_vars=list(kinds), var_name="kind",
+    long = _model_variants(runs).melt(id_vars=["dataset", "model"], value_vars=list(kinds), var_name="kind",
                                      value_name="accuracy")
     long["kind"] = long["kind"].map(kinds)
     return mean_std_table(long, ["dataset", "model"], "kind", "accuracy", digits=digits)
@@ -376,9 +375,9 @@ def train_accuracy_table(runs: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame
     Rows dataset x model x glitch; the last row is the paper's claim for
     ResNet-20 on MNIST. Cells without such samples are empty.
     """
-    kinds = {"train_acc_clean": "clean", "train_acc_mislabeled": "mislabeled", "train_acc_anomaly": "anomaly"}
+    kinds = {"train_acc_clean": CLEAN, "train_acc_mislabeled": MISLABELED, "train_acc_anomaly": ANOMALY}
     _require_columns(runs, ["dataset", "model", "glitch", *kinds], "runs")
-    long = model_variants(runs).melt(
+    long = _model_variants(runs).melt(
         id_vars=["dataset", "model", "glitch"], value_vars=list(kinds), var_name="kind", value_name="accuracy"
     )
     long["kind"] = long["kind"].map(kinds)
@@ -405,7 +404,7 @@ def cost_table(timings: pd.DataFrame) -> pd.DataFrame:
     _require_columns(timings, ["key", "dataset", "model", "stage", "seconds"], "timings")
     if timings.empty:
         return pd.DataFrame()
-    data = pretty(model_variants(timings))
+    data = pretty(_model_variants(timings))
     data["run"] = data["dataset"] + " · " + data["model"]
     per_run = data.pivot_table(index=["run", "key"], columns="stage", values="seconds", aggfunc="sum")
     stages = [s for s in _STAGE_ORDER if s in per_run.columns] + [s for s in per_run.columns if s not in _STAGE_ORDER]
@@ -425,12 +424,12 @@ def cost_table(timings: pd.DataFrame) -> pd.DataFrame:
 _STAGE_ORDER = ("data", "inject", "features", "training", *DETECTION_STAGES, "metrics")
 
 
-def summary_tables(store=None, keys: list[str] | None = None) -> dict[str, pd.DataFrame]:
+def summary_tables(*, store=None, keys: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """The summary tables of ``glitchlib report``: mean ± std over seeds.
 
     Returns ``{"validation accuracy": ..., "detection F1, <glitch> at ratio <r>": ...}``:
     validation accuracy per dataset x model x ratio (rows) and glitch (columns), and
-    per glitch kind and ratio the detection F1 of every signal (rows) per
+    per glitch and ratio the detection F1 of every signal (rows) per
     dataset x model (columns). Runs at different ratios are never averaged together.
     Restricted to ``keys`` when given.
 
@@ -451,7 +450,7 @@ def summary_tables(store=None, keys: list[str] | None = None) -> dict[str, pd.Da
     if runs.empty:
         return tables
     # runs at different glitch ratios are never averaged together
-    runs, metrics = model_variants(runs), model_variants(metrics)
+    runs, metrics = _model_variants(runs), _model_variants(metrics)
     tables["validation accuracy"] = mean_std_table(runs, ["dataset", "model", "ratio"], "glitch", "val_acc")
     for glitch in [g for g in GLITCH_NAMES if g in set(metrics["glitch"])]:
         for ratio in sorted(set(metrics.loc[metrics["glitch"] == glitch, "ratio"]), reverse=True):

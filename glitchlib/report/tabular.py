@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .names import DATASET_NAMES, model_variants
+from .names import DATASET_NAMES, _model_variants
 
 __all__ = ["EARLIER_SIGNALS", "PAPER_TABULAR_CNCI_F1", "tabular_claim", "peer_f1", "influence_parameters"]
 
@@ -42,7 +42,7 @@ def tabular_claim(metrics: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
     """
     if metrics.empty or "cnci" not in set(metrics["signal"]):
         return pd.DataFrame()
-    means = model_variants(metrics).groupby(["dataset", "model", "signal"])["f1"].mean().unstack("signal")
+    means = _model_variants(metrics).groupby(["dataset", "model", "signal"])["f1"].mean().unstack("signal")
     earlier = [s for s in EARLIER_SIGNALS if s in means.columns]
     wins = (means["cnci"] >= means[earlier].max(axis=1) - 1e-12) if earlier else pd.Series(dtype=bool)
     return pd.DataFrame(
@@ -54,7 +54,7 @@ def tabular_claim(metrics: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
         index=pd.Index(["paper", "ours"], name="source"))
 
 
-def peer_f1(store, settings: Sequence, peer: str = "cleanlab") -> pd.DataFrame:
+def peer_f1(store, settings: Sequence, *, peer: str = "cleanlab") -> pd.DataFrame:
     """F1 of CNCI and of a peer detector's stored score column, per run, as tidy metrics rows.
 
     Parameters
@@ -96,7 +96,7 @@ def peer_f1(store, settings: Sequence, peer: str = "cleanlab") -> pd.DataFrame:
 
 
 
-def influence_parameters(n_features: int, n_classes: int) -> pd.DataFrame:
+def influence_parameters(*, n_features: int, n_classes: int) -> pd.DataFrame:
     """What TracIn differentiates in each tabular model, for a table of ``n_features`` columns.
 
     Returns
