@@ -156,7 +156,7 @@ class RunResult:
         """Per training sample: labels, kind of sample, suggested labels, every signal and detector."""
         return self.store.load_scores(self.key)
 
-    def matrix(self, name: str = "influence") -> torch.Tensor:
+    def matrix(self, name: str) -> torch.Tensor:
         """A stored matrix: ``influence``, ``self_influence``, ``influence_cnci``, ``influence_pcid``.
 
         The file is checked against its recorded sha256 first; a damaged one raises

@@ -428,7 +428,7 @@ class Entry:
     def _write_stages(self, stages: dict[str, Any]) -> None:
         write_json(self.path / STAGES_FILE, _sealed(stages))
 
-    def stage_files(self, stages: list[str] | None = None) -> list[str]:
+    def stage_files(self, *, stages: list[str] | None = None) -> list[str]:
         """Files of the finished ``stages`` (default: all), as the stage log lists them."""
         finished = self.read_stages()["finished"]
         return [name for stage, info in finished.items() if stages is None or stage in stages
@@ -616,7 +616,7 @@ class Store:
             return []
         return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def state(self, key: str, settings: dict[str, Any] | None = None, *, deep: bool = False) -> str:
+    def state(self, key: str, *, settings: dict[str, Any] | None = None, deep: bool = False) -> str:
         """``"done"``, ``"partial"`` (some stages finished), ``"missing"`` or ``"corrupt: <why>"``.
 
         A done entry has an intact record, stage log and files: every file matches its
