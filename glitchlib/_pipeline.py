@@ -83,7 +83,7 @@ def _subsample(y: torch.Tensor, n: int | None, seed: int, name: str) -> np.ndarr
         return np.arange(total, dtype=np.int64)
     if n > total:
         raise ValueError(f"{name}={n} exceeds the {total} samples loaded; use at most {total} or None")
-    return stratified_indices(y.numpy(), n / total, seed)
+    return stratified_indices(y.numpy(), fraction=n / total, seed=seed)
 
 
 def _none_if_nan(value) -> Any:

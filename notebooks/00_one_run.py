@@ -56,8 +56,8 @@ import glitchlib as g
 
 # %%
 data = g.data.load(dataset)
-train_idx = g.data.stratified_indices(data.y_train.numpy(), n_train / len(data.y_train), seed)
-test_idx = g.data.stratified_indices(data.y_test.numpy(), n_test / len(data.y_test), seed)
+train_idx = g.data.stratified_indices(data.y_train.numpy(), fraction=n_train / len(data.y_train), seed=seed)
+test_idx = g.data.stratified_indices(data.y_test.numpy(), fraction=n_test / len(data.y_test), seed=seed)
 x_train, y_clean = data.x_train[train_idx], data.y_train[train_idx]
 x_test, y_test = data.x_test[test_idx], data.y_test[test_idx]
 Markdown(f"{len(x_train)} training and {len(x_test)} validation images of shape "

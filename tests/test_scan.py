@@ -148,7 +148,7 @@ def test_imagewoof_offline_fails_fast_and_says_what_to_place_where(tmp_path):
     # a download that cannot connect (a closed local port) fails at once with the same advice
     start = time.perf_counter()
     with pytest.raises(RuntimeError) as info:
-        folders.load_imagewoof(tmp_path, download=True, url="http://127.0.0.1:9/imagewoof2-320.tgz")
+        folders.load_imagewoof(root=tmp_path, download=True, url="http://127.0.0.1:9/imagewoof2-320.tgz")
     assert "imagewoof2-320" in str(info.value) and str(tmp_path) in str(info.value)
     assert not list(tmp_path.glob("*.part"))
     assert time.perf_counter() - start < 60  # a bound on a hang, not a speed target
