@@ -111,7 +111,7 @@ def main() -> None:
     from glitchlib.models import create
 
     torch.manual_seed(args.seed)
-    model = create(args.model, 10, pretrained=False, freeze=True, seed=args.seed, input_size=args.input_size).eval()
+    model = create(args.model, n_classes=10, pretrained=False, freeze=True, seed=args.seed, input_size=args.input_size).eval()
     checkpoints = make_checkpoints(model.suffix, args.checkpoints, lr=0.1, seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(args.n, 1, 28, 28, generator=gen) * 2 - 1

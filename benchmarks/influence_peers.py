@@ -74,7 +74,7 @@ def build(name: str, seed: int):
         return SmallCNN(), ["conv1", "conv2", "fc"], "fc", (1, 8, 8)
     from glitchlib.models import create
 
-    suffix = create("resnet20", 10, pretrained=False, freeze=True, seed=seed).suffix
+    suffix = create("resnet20", n_classes=10, pretrained=False, freeze=True, seed=seed).suffix
     return suffix, ["layer3.2.conv1", "layer3.2.conv2", "fc"], "fc", (64, 7, 7)
 
 

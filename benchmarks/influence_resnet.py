@@ -263,7 +263,7 @@ def main() -> None:
 
     from glitchlib.models import create
 
-    model = create("resnet20", 10, pretrained=False, freeze=True, seed=args.seed).eval()
+    model = create("resnet20", n_classes=10, pretrained=False, freeze=True, seed=args.seed).eval()
     checkpoints = make_checkpoints(model.suffix, args.checkpoints, lr=0.01, seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(args.n, 1, 28, 28, generator=gen) * 2 - 1

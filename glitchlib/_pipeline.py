@@ -270,7 +270,7 @@ class _Pipeline:
 
         x = self.split["x_train"]  # tables: (n, n_features), for the tabular models' input width
         n_features = int(x.shape[1]) if self.s.model in models.TABULAR_MODELS else None
-        return models.create(self.s.model, self.split["n_classes"], pretrained=self.s.pretrained,
+        return models.create(self.s.model, n_classes=self.split["n_classes"], pretrained=self.s.pretrained,
                              weights=self.s.weights, seed=self.s.seed, n_features=n_features)
 
     @cached_property

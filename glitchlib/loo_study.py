@@ -166,7 +166,7 @@ def _load_mnist(s: StudySettings, features_dir: Path) -> _Split:
             raise ValueError(f"{name}={n} exceeds the {len(y)} MNIST samples available")
     train = data.stratified_indices(d.y_train.numpy(), fraction=s.n_train / len(d.y_train), seed=s.seed)
     test = data.stratified_indices(d.y_test.numpy(), fraction=s.n_test / len(d.y_test), seed=s.seed)
-    backbone = models.create("efficientnet_lite0", d.n_classes, seed=s.seed)
+    backbone = models.create("efficientnet_lite0", n_classes=d.n_classes, seed=s.seed)
     f_train, f_test = (features.compute_features(backbone, x, cache_dir=features_dir, progress=False).double()
                        for x in (d.x_train[torch.from_numpy(train)], d.x_test[torch.from_numpy(test)]))
     pca = PCA(n_components=min(s.pca_dim, len(train)), random_state=s.seed).fit(f_train.numpy())

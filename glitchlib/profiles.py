@@ -336,7 +336,7 @@ def _weights_fit(model: str, path: str, size: int, mtime: int, n_classes: int) -
     from . import models
 
     try:
-        models.create(model, n_classes, weights=path)
+        models.create(model, n_classes=n_classes, weights=path)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         message = str(exc)
         return False, message if message.startswith("weights=") else f"weights={path!r}: {message}"

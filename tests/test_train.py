@@ -70,7 +70,7 @@ def test_history_and_checkpoints_shape():
 
 # ------------------------------------------------------------------ frozen vs trained
 def test_frozen_prefix_unchanged_and_trained_layers_change():
-    model = models.create("resnet20", 4, pretrained=False, freeze=True)
+    model = models.create("resnet20", n_classes=4, pretrained=False, freeze=True)
     before = copy.deepcopy(model.state_dict())
     x = torch.rand(40, 1, 28, 28) * 2 - 1
     y = torch.arange(40) % 4

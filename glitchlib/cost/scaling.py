@@ -129,7 +129,7 @@ def _case(name: str, s: ScalingSettings, n: int, m: int, k: int | None, gen: tor
     else:
         from ..models import create
 
-        model = create("resnet20", c, pretrained=False, freeze=True, seed=s.seed).suffix
+        model = create("resnet20", n_classes=c, pretrained=False, freeze=True, seed=s.seed).suffix
         x = torch.randn(n + m, 64, 7, 7, generator=gen).relu()
         layers = ["layer3.2", "fc"]
         conv = sum(p.numel() for name_, p in model.named_parameters() if "conv" in name_)

@@ -133,7 +133,7 @@ def measure_training_cost(settings: TrainingCostSettings) -> dict[str, Any]:
 
     s = settings
     ds = data.load(s.dataset, seed=s.seed, subset=s.subset, root=s.data_root)
-    model = models.create(s.model, ds.n_classes, pretrained=s.pretrained, weights=s.weights, seed=s.seed)
+    model = models.create(s.model, n_classes=ds.n_classes, pretrained=s.pretrained, weights=s.weights, seed=s.seed)
     k = min(s.sample, len(ds.x_train))
     x, y = ds.x_train[:k], ds.y_train[:k]
     one_epoch = TrainSettings(lr=s.lr, batch_size=s.batch_size, epochs=1)

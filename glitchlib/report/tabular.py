@@ -113,7 +113,7 @@ def influence_parameters(n_features: int, n_classes: int) -> pd.DataFrame:
 
     rows = []
     for name in models.TABULAR_MODELS:
-        net = models.create(name, n_classes, pretrained=False, n_features=n_features).suffix
+        net = models.create(name, n_classes=n_classes, pretrained=False, n_features=n_features).suffix
         params = dict(net.named_parameters())
         used = {p for layer in resolve_layers(net, None) for p in layer.parameter_names}
         rest = sorted({p.rsplit(".", 1)[0].removeprefix("net.") for p in params if p not in used})
