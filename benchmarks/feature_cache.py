@@ -58,11 +58,11 @@ def run_one(model_name: str, cached: bool, n_train: int, n_val: int, epochs: int
     start = time.perf_counter()
     if cached:
         f = compute_features(model, torch.cat([x_train, x_val]), device=device, progress=False)
-        result = fit(model.suffix, f[:n_train], y_train, f[n_train:], y_val, settings, device=device,
+        result = fit(model.suffix, f[:n_train], y_train, f[n_train:], y_val, settings=settings, device=device,
                      progress=False)
         head = result.final_model.state_dict()
     else:
-        result = fit(model, x_train, y_train, x_val, y_val, settings, device=device, progress=False)
+        result = fit(model, x_train, y_train, x_val, y_val, settings=settings, device=device, progress=False)
         head = {k[len("suffix."):]: v for k, v in result.final_model.state_dict().items()
                 if k.startswith("suffix.")}
     seconds = time.perf_counter() - start

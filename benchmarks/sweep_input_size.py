@@ -93,7 +93,7 @@ def sweep_sizes(x_train, y_train, x_val, y_val, sizes, lrs, epochs, batch_size=1
         accuracy = {}
         for lr in lrs:
             settings = TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs)
-            result = fit(model.suffix, f_train, y_train, f_val, y_val, settings, seed=seed,
+            result = fit(model.suffix, f_train, y_train, f_val, y_val, settings=settings, seed=seed,
                          progress=False)
             accuracy[lr] = result.history["val_acc"].iloc[-1]
         best = max(accuracy, key=accuracy.get)
@@ -124,7 +124,7 @@ def sweep_settings(model_name, x_train, y_train, x_val, y_val, lrs, epochs, batc
     for lr in lrs:
         start = time.perf_counter()
         result = fit(model.suffix, f_train, y_train, f_val, y_val,
-                     TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs), seed=seed,
+                     settings=TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs), seed=seed,
                      progress=False)
         table[f"lr={lr:g}"] = result.history["val_acc"].to_numpy()
         print(f"lr={lr:g}: {time.perf_counter() - start:.1f} s, val_acc by epoch "

@@ -40,7 +40,7 @@ def sweep(dataset: str, model_name: str, lrs, batch_sizes, epochs: int, seed: in
         for batch_size in batch_sizes:
             start = time.process_time()
             result = fit(model.suffix, ds.x_train, y_train, ds.x_test, ds.y_test,
-                         TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs), seed=seed, progress=False)
+                         settings=TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs), seed=seed, progress=False)
             cpu = time.process_time() - start
             for row in result.history.itertuples():
                 rows.append({"dataset": dataset, "model": model_name, "lr": lr, "batch_size": batch_size,

@@ -294,7 +294,7 @@ def _status(args, parser) -> int:
 
     from .grid import grid_status
 
-    from .features import cache_problems
+    from .features import _cache_problems
     from .store import as_store
 
     settings = _profile_settings(args, parser)
@@ -302,7 +302,7 @@ def _status(args, parser) -> int:
     counts = table["status"].value_counts()
     print(f"profile {args.profile} in {args.store}: {len(table)} cells; "
           + ", ".join(f"{n} {status}" for status, n in counts.items()))
-    for path, problem in cache_problems(as_store(args.store).features_dir) if args.verify else []:
+    for path, problem in _cache_problems(as_store(args.store).features_dir) if args.verify else []:
         print(f"damaged feature cache file {path}: {problem} (recomputed when next needed)")
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 120):
         print(table.drop(columns=["key"]).to_string(index=False))

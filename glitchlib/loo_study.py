@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from . import loor as _loor
-from .features import tensor_sha256
+from .features import _tensor_sha256
 from .influence import InfluenceFunction, TracIn
 from .settings import TrainSettings
 from .store import atomic_write, read_json, write_json
@@ -215,7 +215,7 @@ class Study:
 
 
 def _fingerprint(split: _Split, model: nn.Module) -> str:
-    parts = [tensor_sha256(t) for t in split[:4]] + [tensor_sha256(v) for v in model.state_dict().values()]
+    parts = [_tensor_sha256(t) for t in split[:4]] + [_tensor_sha256(v) for v in model.state_dict().values()]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
@@ -293,10 +293,10 @@ def run_study(
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=s.lr)  # its first use imports torch._dynamo: untimed
     seconds = {}
     start = time.perf_counter()
-    trained = fit(model, split.x_train, split.y_train, split.x_test, split.y_test, train, seed=s.seed,
+    trained = fit(model, split.x_train, split.y_train, split.x_test, split.y_test, settings=train, seed=s.seed,
                   progress=False)
     seconds["training"] = time.perf_counter() - start
-    indices = _loor.removal_indices(s.n_train, s.n_removed, s.seed)
+    indices = _loor._removal_indices(s.n_train, s.n_removed, s.seed)
     start = time.perf_counter()
     tracin = TracIn(model, trained.checkpoints, None, dtype=torch.float64, progress=False).train_test(*split[:4])
     seconds["TracIn"] = time.perf_counter() - start
@@ -312,7 +312,7 @@ def run_study(
     if result is None:
         if not compute:
             raise ValueError(f"no leave-one-out matrix for {s.key()} in {directory}; run with compute=True")
-        result = _loor.leave_one_out(model, *split[:4], train, seed=s.seed, indices=indices, n_jobs=n_jobs,
+        result = _loor.leave_one_out(model, *split[:4], settings=train, seed=s.seed, indices=indices, n_jobs=n_jobs,
                                      progress=progress)
         _save_loor(directory, s, fingerprint, result)
     seconds["leave-one-out"] = result.seconds

@@ -210,7 +210,7 @@ def cross_validated_pred_probs(features, y, train_settings, *, n_folds: int = 5,
         folds = list(StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(x)), labels))
     for fit_index, held_out in tqdm(folds, desc="cross-validation", disable=not progress, leave=False):
         fit_index, held_out = torch.from_numpy(fit_index), torch.from_numpy(held_out)
-        result = train.fit(head, x[fit_index], target[fit_index], None, None, train_settings, seed=seed,
+        result = train.fit(head, x[fit_index], target[fit_index], None, None, settings=train_settings, seed=seed,
                            device=device, progress=False)
         with torch.no_grad():
             logits = _forward(result.final_model, x[held_out], device)

@@ -169,7 +169,7 @@ def scan_folder(path, out, *, model: str = "efficientnet_lite0", ratio_hint: flo
     f_train = features.compute_features(net, ds.x_train, device=device, cache_dir=cache, progress=progress)
     f_test = features.compute_features(net, ds.x_test, device=device, cache_dir=cache, progress=progress)
     train_settings = _train_settings(settings)
-    fit = train.fit(net.suffix, f_train, ds.y_train, f_test, ds.y_test, train_settings, seed=seed,
+    fit = train.fit(net.suffix, f_train, ds.y_train, f_test, ds.y_test, settings=train_settings, seed=seed,
                     device=device, checkpoint_dir=out / "checkpoints", progress=progress)
     engine = influence.TracIn(net.suffix, fit.checkpoints, net.influence_layers, device=device)
     signals = detect.compute_signals(engine, f_train, ds.y_train, f_test, ds.y_test)

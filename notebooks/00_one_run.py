@@ -102,7 +102,7 @@ Markdown(f"Data: `{data.source}`, seed {seed}. Weights: `{model.weights_id}` (fr
 
 # %%
 train_settings = g.settings.training_settings(dataset, model_name)
-fit = g.train.fit(model.suffix, f_train, y_train, f_test, y_test, train_settings, seed=seed, progress=False)
+fit = g.train.fit(model.suffix, f_train, y_train, f_test, y_test, settings=train_settings, seed=seed, progress=False)
 fit.history.round(3).set_index("epoch").T
 
 # %% [markdown]

@@ -56,20 +56,20 @@ def test_cache_is_read_instead_of_recomputing(tmp_path, monkeypatch):
 def test_key_depends_on_weights_size_and_content():
     model = models.create("resnet20", n_classes=10, pretrained=False, freeze=True)
     x = images(3)
-    key = features.feature_cache_key(model, x)
+    key = features._feature_cache_key(model, x)
     assert key["model"] == "resnet20" and key["weights_id"] == "random-seed0"
-    assert features.feature_cache_key(model, x.clone()) == key
-    assert features.feature_cache_key(model, images(3, seed=2)) != key
+    assert features._feature_cache_key(model, x.clone()) == key
+    assert features._feature_cache_key(model, images(3, seed=2)) != key
     resized = models.create("resnet20", n_classes=10, pretrained=False, freeze=True, input_size=32)
-    assert features.feature_cache_key(resized, x) != key
+    assert features._feature_cache_key(resized, x) != key
 
 
 def test_tensor_sha256_sees_content_dtype_and_shape():
     x = torch.arange(6, dtype=torch.float32)
-    assert features.tensor_sha256(x) == features.tensor_sha256(x.clone())
-    assert features.tensor_sha256(x) != features.tensor_sha256(x.reshape(2, 3))
-    assert features.tensor_sha256(x) != features.tensor_sha256(x.double())
-    assert features.tensor_sha256(torch.tensor(3)) != features.tensor_sha256(torch.tensor(4))
+    assert features._tensor_sha256(x) == features._tensor_sha256(x.clone())
+    assert features._tensor_sha256(x) != features._tensor_sha256(x.reshape(2, 3))
+    assert features._tensor_sha256(x) != features._tensor_sha256(x.double())
+    assert features._tensor_sha256(torch.tensor(3)) != features._tensor_sha256(torch.tensor(4))
 
 
 def test_unfrozen_model_features_are_the_inputs(tmp_path):

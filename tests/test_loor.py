@@ -181,56 +181,56 @@ def test_retraining_without_a_sample_is_bit_for_bit_an_independent_retraining():
     x, y, _, _ = toy(n=30)
     model = linear()
     for remove in (0, 17, 29):
-        got = loor.retrain(model, x, y, SETTINGS, seed=3, remove=remove)
+        got = loor.retrain(model, x, y, settings=SETTINGS, seed=3, remove=remove)
         want = independent_retraining(model, x, y, 0.2, 8, 3, 3, remove)
         for a, b in zip(got.parameters(), want.parameters()):
             assert torch.equal(a, b)
-    other = loor.retrain(model, x, y, SETTINGS, seed=3, remove=5)
+    other = loor.retrain(model, x, y, settings=SETTINGS, seed=3, remove=5)
     assert not torch.equal(other.weight, want.weight)
 
 
 def test_retraining_on_every_sample_is_fit_bit_for_bit():
     x, y, _, _ = toy(n=30)
     model = linear()
-    fitted = train.fit(model, x, y, None, None, SETTINGS, seed=3, progress=False).final_model
-    again = loor.retrain(model, x, y, SETTINGS, seed=3)
+    fitted = train.fit(model, x, y, None, None, settings=SETTINGS, seed=3, progress=False).final_model
+    again = loor.retrain(model, x, y, settings=SETTINGS, seed=3)
     assert all(torch.equal(a, b) for a, b in zip(fitted.state_dict().values(), again.state_dict().values()))
 
 
 def test_leave_one_out_matrix_and_determinism():
     x, y, xt, yt = toy(n=20, m=7)
     model = linear()
-    result = loor.leave_one_out(model, x, y, xt, yt, SETTINGS, seed=1, indices=[2, 9], n_jobs=1, progress=False)
-    full = loor.sample_losses(loor.retrain(model, x, y, SETTINGS, seed=1), xt, yt)
-    without = loor.sample_losses(loor.retrain(model, x, y, SETTINGS, seed=1, remove=9), xt, yt)
+    result = loor.leave_one_out(model, x, y, xt, yt, settings=SETTINGS, seed=1, indices=[2, 9], n_jobs=1, progress=False)
+    full = loor._sample_losses(loor.retrain(model, x, y, settings=SETTINGS, seed=1), xt, yt)
+    without = loor._sample_losses(loor.retrain(model, x, y, settings=SETTINGS, seed=1, remove=9), xt, yt)
     np.testing.assert_array_equal(result.losses, full)
     np.testing.assert_array_equal(result.matrix[1], without - full)
     assert result.matrix.shape == (2, 7) and list(result.indices) == [2, 9]
 
-    every = loor.leave_one_out(model, x, y, xt, yt, SETTINGS, seed=1, n_jobs=1, progress=False)
-    again = loor.leave_one_out(model, x, y, xt, yt, SETTINGS, seed=1, n_jobs=2, progress=False)
+    every = loor.leave_one_out(model, x, y, xt, yt, settings=SETTINGS, seed=1, n_jobs=1, progress=False)
+    again = loor.leave_one_out(model, x, y, xt, yt, settings=SETTINGS, seed=1, n_jobs=2, progress=False)
     np.testing.assert_array_equal(every.matrix, again.matrix)  # same seed, any number of processes
-    other = loor.leave_one_out(model, x, y, xt, yt, SETTINGS, seed=2, n_jobs=1, progress=False)
+    other = loor.leave_one_out(model, x, y, xt, yt, settings=SETTINGS, seed=2, n_jobs=1, progress=False)
     assert not np.array_equal(every.matrix, other.matrix)
 
 
 def test_leave_one_out_rejects_bad_input():
     x, y, xt, yt = toy(n=10, m=3)
     with pytest.raises(ValueError, match="indices"):
-        loor.leave_one_out(linear(), x, y, xt, yt, SETTINGS, indices=[10], progress=False)
+        loor.leave_one_out(linear(), x, y, xt, yt, settings=SETTINGS, indices=[10], progress=False)
     with pytest.raises(ValueError, match="n_jobs"):
-        loor.leave_one_out(linear(), x, y, xt, yt, SETTINGS, n_jobs=0, progress=False)
-    empty = loor.leave_one_out(linear(), x, y, xt, yt, SETTINGS, indices=[], progress=False)
+        loor.leave_one_out(linear(), x, y, xt, yt, settings=SETTINGS, n_jobs=0, progress=False)
+    empty = loor.leave_one_out(linear(), x, y, xt, yt, settings=SETTINGS, indices=[], progress=False)
     assert empty.matrix.shape == (0, 3)
     with pytest.raises(ValueError, match="remove"):
-        loor.retrain(linear(), x, y, SETTINGS, remove=-1)
+        loor.retrain(linear(), x, y, settings=SETTINGS, remove=-1)
 
 
 def test_removal_indices_are_all_or_a_seeded_subset():
-    assert list(loor.removal_indices(5, None, 0)) == [0, 1, 2, 3, 4]
-    subset = loor.removal_indices(100, 10, 4)
+    assert list(loor._removal_indices(5, None, 0)) == [0, 1, 2, 3, 4]
+    subset = loor._removal_indices(100, 10, 4)
     assert len(set(subset)) == 10 and list(subset) == sorted(subset)
-    np.testing.assert_array_equal(subset, loor.removal_indices(100, 10, 4))
+    np.testing.assert_array_equal(subset, loor._removal_indices(100, 10, 4))
 
 
 def test_row_correlations_are_pearson():

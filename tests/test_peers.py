@@ -75,7 +75,7 @@ def test_a_model_trained_on_the_planted_sample_predicts_its_label():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         head = torch.nn.Linear(3, 2)
-    result = train.fit(head, x, torch.from_numpy(y), None, None, SETTINGS, seed=0, progress=False)
+    result = train.fit(head, x, torch.from_numpy(y), None, None, settings=SETTINGS, seed=0, progress=False)
     with torch.no_grad():
         assert result.final_model(x[:1]).argmax(1).item() == 1
 
@@ -178,7 +178,7 @@ def flipped_run():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         head = torch.nn.Linear(x.shape[1], 3)
-    result = train.fit(head, x, torch.from_numpy(y), None, None, TrainSettings(lr=0.05, batch_size=32, epochs=5),
+    result = train.fit(head, x, torch.from_numpy(y), None, None, settings=TrainSettings(lr=0.05, batch_size=32, epochs=5),
                        seed=0, progress=False)
     return head, result.checkpoints, x, y, centres
 

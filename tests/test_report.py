@@ -177,7 +177,7 @@ def test_same_class_influence_of_a_linear_head_on_non_negative_features_is_never
     features = torch.rand(120, 6)  # >= 0, as pooled ReLU features
     labels = torch.randint(0, 3, (120,))
     head = torch.nn.Linear(6, 3)
-    fit = g.train.fit(head, features, labels, None, None, {"lr": 0.5, "batch_size": 16, "epochs": 3}, progress=False)
+    fit = g.train.fit(head, features, labels, None, None, settings={"lr": 0.5, "batch_size": 16, "epochs": 3}, progress=False)
     matrix = g.influence.TracIn(head, fit.checkpoints, None, progress=False).train_test(
         features, labels, features[:40], labels[:40]).numpy()
     same = labels.numpy()[:, None] == labels.numpy()[None, :40]

@@ -147,12 +147,12 @@ def _toy_fit_inputs():
 def test_fit_refuses_a_mapping_with_meaningless_values(settings):
     model, x, y = _toy_fit_inputs()
     with pytest.raises(ValueError, match="^(lr|batch_size|epochs)="):
-        g.train.fit(model, x, y, None, None, settings, progress=False)
+        g.train.fit(model, x, y, None, None, settings=settings, progress=False)
 
 
 def test_fit_accepts_a_mapping_with_numpy_numbers():
     model, x, y = _toy_fit_inputs()
-    result = g.train.fit(model, x, y, None, None, {"lr": np.float32(0.1), "batch_size": np.int64(4),
+    result = g.train.fit(model, x, y, None, None, settings={"lr": np.float32(0.1), "batch_size": np.int64(4),
                                                    "epochs": np.int64(2)}, seed=np.int64(0), progress=False)
     assert len(result.checkpoints) == 2 and result.checkpoints[0].learning_rate == 0.1
     assert all(torch.isfinite(t).all() for t in result.checkpoints[-1].state_dict.values())
@@ -162,7 +162,7 @@ def test_fit_refuses_nan_inputs():
     model, x, y = _toy_fit_inputs()
     x[0, 0] = float("nan")
     with pytest.raises(ValueError, match="x_train contains NaN"):
-        g.train.fit(model, x, y, None, None, {"lr": 0.1, "batch_size": 4, "epochs": 1}, progress=False)
+        g.train.fit(model, x, y, None, None, settings={"lr": 0.1, "batch_size": 4, "epochs": 1}, progress=False)
 
 
 # ------------------------------------------------ signals, metrics, injectors, kind 4

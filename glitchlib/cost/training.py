@@ -142,7 +142,7 @@ def measure_training_cost(settings: TrainingCostSettings) -> dict[str, Any]:
         return compute_features(model, images, device=s.device, batch_size=s.batch_size, progress=False)
 
     def epoch(images, labels):
-        return fit(model, images, labels, None, None, one_epoch, seed=s.seed, device=s.device, progress=False)
+        return fit(model, images, labels, None, None, settings=one_epoch, seed=s.seed, device=s.device, progress=False)
 
     backbone(x[:8]), epoch(x[:8], y[:8])  # warm-up, untimed
     t_backbone = min(timed(lambda: backbone(x), s.device)[1] for _ in range(s.repeats))
