@@ -63,7 +63,7 @@ def run_glitchlib(model, checkpoints, x, y, xt, yt, y_star, y_b, bias):
 
     times, results = {}, {}
     (f_train, f_test), times["features"] = timed(features)
-    engine = TracIn(model.suffix, checkpoints, model.influence_layers, bias=bias, progress=False)
+    engine = TracIn(model.suffix, checkpoints, layers=model.influence_layers, bias=bias, progress=False)
     (results["I"], results["SI"]), times["SI + I"] = timed(
         lambda: engine.train_test_and_self_influence(f_train, y, f_test, yt))
     results["I*"], times["I*"] = timed(lambda: engine.last_checkpoint().train_test(f_train, y_star, f_test, yt))

@@ -93,7 +93,7 @@ def run_glitchlib(model, checkpoints, layers, data, device, bias=True):
     from glitchlib.influence import TracIn
 
     x, y, xt, yt = data
-    engine = TracIn(model, checkpoints, layers, device=device, bias=bias, progress=False)  # its own chunking
+    engine = TracIn(model, checkpoints, layers=layers, device=device, bias=bias, progress=False)  # its own chunking
     return engine.train_test(x, y, xt, yt)
 
 

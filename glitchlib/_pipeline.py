@@ -368,7 +368,7 @@ class _Pipeline:
     def _engine(self, checkpoints, layers):
         from . import influence
 
-        return influence.TracIn(self.model.suffix, checkpoints, layers, device=self.device,
+        return influence.TracIn(self.model.suffix, checkpoints, layers=layers, device=self.device,
                                 projection_dim=self.s.projection_dim, seed=self.s.seed, progress=self.progress)
 
     @cached_property

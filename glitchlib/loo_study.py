@@ -246,7 +246,7 @@ def _damping(model: nn.Module, checkpoint, split: _Split, damping: float) -> flo
     damping that does so plus ``damping`` keeps the estimate as close to the
     undamped one as the Cholesky solve allows.
     """
-    h = InfluenceFunction(model, checkpoint, None, damping=damping).hessian(split.x_train, split.y_train)
+    h = InfluenceFunction(model, checkpoint, layers=None, damping=damping).hessian(split.x_train, split.y_train)
     return damping + max(0.0, -float(torch.linalg.eigvalsh(h)[0]))
 
 
@@ -298,11 +298,11 @@ def run_study(
     seconds["training"] = time.perf_counter() - start
     indices = _loor._removal_indices(s.n_train, s.n_removed, s.seed)
     start = time.perf_counter()
-    tracin = TracIn(model, trained.checkpoints, None, dtype=torch.float64, progress=False).train_test(*split[:4])
+    tracin = TracIn(model, trained.checkpoints, layers=None, dtype=torch.float64, progress=False).train_test(*split[:4])
     seconds["TracIn"] = time.perf_counter() - start
     start = time.perf_counter()
     damping = _damping(model, trained.checkpoints[-1], split, s.damping)
-    engine = InfluenceFunction(model, trained.checkpoints[-1], None, damping=damping)
+    engine = InfluenceFunction(model, trained.checkpoints[-1], layers=None, damping=damping)
     influence = engine.train_test(*split[:4])
     seconds["influence function"] = time.perf_counter() - start
 

@@ -171,7 +171,7 @@ def scan_folder(path, out, *, model: str = "efficientnet_lite0", ratio_hint: flo
     train_settings = _train_settings(settings)
     fit = train.fit(net.suffix, f_train, ds.y_train, f_test, ds.y_test, settings=train_settings, seed=seed,
                     device=device, checkpoint_dir=out / "checkpoints", progress=progress)
-    engine = influence.TracIn(net.suffix, fit.checkpoints, net.influence_layers, device=device)
+    engine = influence.TracIn(net.suffix, fit.checkpoints, layers=net.influence_layers, device=device)
     signals = detect.compute_signals(engine, f_train, ds.y_train, f_test, ds.y_test)
     suspects = suspects_table(signals, ds, ratio_hint)
     val_acc = float(fit.history["val_acc"].iloc[-1])

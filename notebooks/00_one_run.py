@@ -118,7 +118,7 @@ fit.history.round(3).set_index("epoch").T
 # sample $z'_j$. `TracIn` computes both in one pass over the checkpoints.
 
 # %%
-engine = g.influence.TracIn(model.suffix, fit.checkpoints, model.influence_layers)
+engine = g.influence.TracIn(model.suffix, fit.checkpoints, layers=model.influence_layers)
 I, SI = engine.train_test_and_self_influence(f_train, y_train, f_test, y_test)
 Markdown(f"$I$ is {I.shape[0]} x {I.shape[1]} over {engine.n_checkpoints} checkpoints; "
          f"{(I > 0).float().mean():.0%} of its entries are positive.")

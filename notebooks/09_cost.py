@@ -156,7 +156,7 @@ fig = report.plot_stages(timings)
 
 # %%
 head = torch.nn.Linear(1280, 10)
-engine = g.influence.TracIn(head, [(head.state_dict(), 0.1)] * 4, [""], progress=False)
+engine = g.influence.TracIn(head, [(head.state_dict(), 0.1)] * 4, layers=[""], progress=False)
 x, y = torch.randn(2500, 1280), torch.randint(0, 10, (2500,))
 matrix, seconds = cost.timed(lambda: engine.train_test(x[:2000], y[:2000], x[2000:], y[2000:]))
 Markdown(f"A {matrix.shape[0]:,} x {matrix.shape[1]:,} matrix in {seconds:.2f} s.")

@@ -69,7 +69,7 @@ def test_influence_function_equals_the_closed_form_of_logistic_regression():
     x, y, xt, yt = toy()
     model = linear()
     state = {k: v + 0.1 for k, v in model.state_dict().items()}  # the checkpoint is used, not the model
-    got = InfluenceFunction(model, (state, 0.1), [""], damping=0.01).train_test(x, y, xt, yt)
+    got = InfluenceFunction(model, (state, 0.1), layers=[""], damping=0.01).train_test(x, y, xt, yt)
     want = closed_form_influence(state["weight"].numpy(), state["bias"].numpy(), x.numpy(), y.numpy(),
                                  xt.numpy(), yt.numpy(), 0.01)
     assert got.shape == (len(x), len(xt))
@@ -81,7 +81,7 @@ def test_influence_function_hessian_of_an_mlp_matches_autograd():
     with torch.random.fork_rng():
         torch.manual_seed(1)
         model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 3)).double()
-    engine = InfluenceFunction(model, model.state_dict(), ["2"])  # the last Linear only
+    engine = InfluenceFunction(model, model.state_dict(), layers=["2"])  # the last Linear only
     params = dict(model.named_parameters())
 
     def mean_loss(w, b):
@@ -98,19 +98,19 @@ def test_influence_function_sign_follows_tracin():
     """Positive self-pairs: a sample lowers its own loss (both estimates agree on sign of the diagonal)."""
     x, y, _, _ = toy(n=20)
     model = linear()
-    influence = InfluenceFunction(model, model.state_dict(), None).train_test(x, y, x, y)
+    influence = InfluenceFunction(model, model.state_dict(), layers=None).train_test(x, y, x, y)
     assert (influence.diagonal() > 0).all()
 
 
 def test_influence_function_refuses_too_many_parameters():
     model = nn.Linear(100, 10)
     with pytest.raises(ValueError, match="1010 parameters"):
-        InfluenceFunction(model, model.state_dict(), None, max_parameters=1000)
+        InfluenceFunction(model, model.state_dict(), layers=None, max_parameters=1000)
     with pytest.raises(ValueError, match="damping"):
-        InfluenceFunction(model, model.state_dict(), None, damping=-1.0)
+        InfluenceFunction(model, model.state_dict(), layers=None, damping=-1.0)
     x, y, xt, yt = toy()
     with pytest.raises(ValueError, match="y_test holds labels outside"):
-        InfluenceFunction(linear(), linear().state_dict(), None).train_test(x, y, xt, yt + 3)
+        InfluenceFunction(linear(), linear().state_dict(), layers=None).train_test(x, y, xt, yt + 3)
 
 
 def test_influence_function_reports_an_indefinite_hessian():
@@ -118,12 +118,12 @@ def test_influence_function_reports_an_indefinite_hessian():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 3)).double()
-    engine = InfluenceFunction(model, model.state_dict(), None, damping=0.001)
+    engine = InfluenceFunction(model, model.state_dict(), layers=None, damping=0.001)
     smallest = float(torch.linalg.eigvalsh(engine.hessian(x, y))[0])
     assert smallest < -0.01  # a non-convex model at its initial weights
     with pytest.raises(ValueError, match="not positive definite"):
         engine.train_test(x, y, xt, yt)
-    damped = InfluenceFunction(model, model.state_dict(), None, damping=0.001 - smallest)
+    damped = InfluenceFunction(model, model.state_dict(), layers=None, damping=0.001 - smallest)
     assert damped.train_test(x, y, xt, yt).isfinite().all()
 
 
@@ -144,7 +144,7 @@ def test_tracin_per_step_is_the_first_order_loss_change_of_sgd(lr):
             for p, g in zip(model.parameters(), grads):
                 p -= lr * g
             actual = before - F.cross_entropy(model(xt), yt, reduction="none")
-        engine = TracIn(linear(), [checkpoint], [""], dtype=torch.float64, progress=False)
+        engine = TracIn(linear(), [checkpoint], layers=[""], dtype=torch.float64, progress=False)
         estimate = engine.train_test(x[t:t + 1], y[t:t + 1], xt, yt)[0]
         assert float((estimate - actual).abs().max() / actual.abs().max()) < 5 * lr
 

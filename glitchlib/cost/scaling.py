@@ -176,7 +176,7 @@ def measure_point(case: str, n: int, m: int, settings: ScalingSettings, *, k: in
     gen = torch.Generator().manual_seed(settings.seed)
     model, layers, x, y, d, shapes = _case(case, settings, n, m, k, gen)
     checkpoints = _checkpoints(model, settings.checkpoints, gen)
-    engine = TracIn(model, checkpoints, layers, device=settings.device, projection_dim=k, seed=settings.seed,
+    engine = TracIn(model, checkpoints, layers=layers, device=settings.device, projection_dim=k, seed=settings.seed,
                     progress=False)
     engine.train_test(x[:2], y[:2], x[n:n + 2], y[n:n + 2])  # warm-up (one-off initialisation), untimed
     def run():

@@ -95,7 +95,7 @@ def _join(prefix: str, name: str) -> str:
 
 
 def resolve_layers(
-    model: nn.Module, layers: Sequence[str] | None, *, bias: bool = True
+    model: nn.Module, *, layers: Sequence[str] | None, bias: bool = True
 ) -> list[InfluenceLayer]:
     """Expand and validate influence layer names.
 

@@ -62,7 +62,7 @@ class GaussianProjector:
         redrawn beyond it.
     """
 
-    def __init__(self, dim: int, seed: int = 0, *, block: int = 8192, cache_bytes: int = 2**30):
+    def __init__(self, *, dim: int, seed: int = 0, block: int = 8192, cache_bytes: int = 2**30):
         from .._validation import as_int, as_seed
 
         self.dim = as_int(dim, "projection_dim", low=1)

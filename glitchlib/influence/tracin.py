@@ -128,9 +128,9 @@ class TracIn:
         self,
         model: nn.Module,
         checkpoints: Sequence[tuple[Mapping[str, Tensor], float]],
+        *,
         layers: Sequence[str] | None,
         device: str | torch.device | None = None,
-        *,
         dtype: torch.dtype = torch.float32,
         chunk_size: int | None = None,
         test_chunk_size: int | None = None,
@@ -157,12 +157,12 @@ class TracIn:
         self.progress = progress
         self.bias = bias
         self.projector: IdentityProjector | GaussianProjector = (
-            IdentityProjector() if projection_dim is None else GaussianProjector(projection_dim, seed)
+            IdentityProjector() if projection_dim is None else GaussianProjector(dim=projection_dim, seed=seed)
         )
 
         self._model = copy.deepcopy(model).to(device=self.device, dtype=dtype).eval()
         self._model.requires_grad_(False)
-        self._layers: list[InfluenceLayer] = resolve_layers(self._model, layers, bias=bias)
+        self._layers: list[InfluenceLayer] = resolve_layers(self._model, layers=layers, bias=bias)
         base = {**dict(self._model.named_parameters()), **dict(self._model.named_buffers())}
         self._aliases = parameter_aliases(self._model)
         self._params, self._lrs = self._load_checkpoints(checkpoints, base)
