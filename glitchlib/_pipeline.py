@@ -400,8 +400,8 @@ class _Pipeline:
 
         f, y, n_classes = self.features, self.labels, self.split["n_classes"]
         matrix, y_test = self.matrices["influence"], y["test"].numpy()
-        labels = {"cnci": signals.counterfactual_labels(matrix, y_test, n_classes),
-                  "pcid": signals.second_best_labels(matrix, y_test, n_classes)}
+        labels = {"cnci": signals.counterfactual_labels(matrix, y_test, n_classes=n_classes),
+                  "pcid": signals.second_best_labels(matrix, y_test, n_classes=n_classes)}
         layers = self._layers(self.s.counterfactual)
         engine = self._engine(self.checkpoints[-1:], layers)
         for name, path in (("cnci", _INFLUENCE_CNCI), ("pcid", _INFLUENCE_PCID)):
@@ -471,7 +471,7 @@ class _Pipeline:
             for column in ("suggested_label", "cleanlab_label"))
         char = {}
         if self.s.glitch == "mixed":
-            flagged = metrics.flag_top_k(table["cfrank"].to_numpy(), int(mask.sum()))
+            flagged = metrics.flag_top_k(table["cfrank"].to_numpy(), k=int(mask.sum()))
             char = metrics.characterization_accuracy(table["characterization"].to_numpy(), kind, flagged)
         training = self.entry.read_json(_TRAINING_JSON)
         data_info = self.entry.read_json(_DATA_JSON)
