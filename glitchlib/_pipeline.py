@@ -446,7 +446,7 @@ class _Pipeline:
         f, y = self.features, self.labels
         return peers.compute_peers(
             self.model.suffix, self.checkpoints, f["train"], y["train"].numpy(), f["test"], y["test"].numpy(),
-            self.train_settings, seed=self.s.seed, n_classes=self.split["n_classes"],
+            train_settings=self.train_settings, seed=self.s.seed, n_classes=self.split["n_classes"],
             head_layer=self.model.head_layers[0], device=self.device,
         )
 
