@@ -44,7 +44,7 @@ from .store import atomic_write, read_json, write_json
 from .train import fit
 
 __all__ = [
-    "DATASETS", "METHODS", "PAPER_CLAIM", "StudySettings", "Study", "chapter_settings", "run_study",
+    "DATASETS", "METHODS", "StudySettings", "Study", "chapter_settings", "run_study",
     "correlation_table", "timing_table", "plot_ecdf", "plot_sample", "summary_markdown", "provenance_markdown",
 ]
 
@@ -52,8 +52,6 @@ __all__ = [
 DATASETS = ("breast_cancer", "wine", "mnist")
 #: The two estimates compared with leave-one-out retraining.
 METHODS = ("TracIn", "influence function")
-#: The paper's claim (its figure gives no numbers).
-PAPER_CLAIM = "TracIn correlates better with LOOR than the influence function (figure, no numbers)"
 _DIR = "loo_study"
 _FORMAT = 1
 
@@ -252,8 +250,8 @@ def _damping(model: nn.Module, checkpoint, split: _Split, damping: float) -> flo
 
 def run_study(
     settings: StudySettings,
-    results_dir: str | Path = "results",
     *,
+    results_dir: str | Path = "results",
     compute: bool = True,
     n_jobs: int | None = None,
     progress: bool = True,
@@ -396,7 +394,7 @@ def plot_ecdf(studies: list[Study]):
     return fig
 
 
-def plot_sample(study: Study, sample: int | None = None):
+def plot_sample(study: Study, *, sample: int | None = None):
     """One training sample's row: TracIn and the influence function against LOOR, one dot per validation sample.
 
     ``sample`` is a position in ``x_train`` (default: the left-out sample whose

@@ -249,16 +249,16 @@ def test_row_correlations_are_pearson():
 # ------------------------------------------------------------------ the study
 def test_study_caches_the_leave_one_out_matrix(tmp_path):
     s = loo_study.StudySettings(dataset="wine", n_train=20, n_test=10, epochs=2, n_removed=6)
-    first = loo_study.run_study(s, tmp_path, n_jobs=1, progress=False)
+    first = loo_study.run_study(s, results_dir=tmp_path, n_jobs=1, progress=False)
     assert not first.loor_cached and first.loor.matrix.shape == (6, 10)
     assert set(first.correlations["method"]) == set(loo_study.METHODS)
-    second = loo_study.run_study(s, tmp_path, compute=False, progress=False)
+    second = loo_study.run_study(s, results_dir=tmp_path, compute=False, progress=False)
     assert second.loor_cached
     np.testing.assert_array_equal(first.loor.matrix, second.loor.matrix)
     table = loo_study.correlation_table([first])
     assert {"TracIn mean", "influence function median", "paper"} <= set(table.columns)
     with pytest.raises(ValueError, match="compute=True"):
-        loo_study.run_study(loo_study.StudySettings(dataset="wine", n_train=21, n_test=10, epochs=2), tmp_path,
+        loo_study.run_study(loo_study.StudySettings(dataset="wine", n_train=21, n_test=10, epochs=2), results_dir=tmp_path,
                             compute=False, progress=False)
 
 
@@ -268,5 +268,5 @@ def test_study_settings_are_validated():
     with pytest.raises(ValueError, match="n_train"):
         loo_study.StudySettings(n_train=0)
     with pytest.raises(ValueError, match="exceeds"):
-        loo_study.run_study(loo_study.StudySettings(dataset="wine", n_train=170, n_test=10), "unused",
+        loo_study.run_study(loo_study.StudySettings(dataset="wine", n_train=170, n_test=10), results_dir="unused",
                             progress=False)

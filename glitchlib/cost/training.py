@@ -145,8 +145,8 @@ def measure_training_cost(settings: TrainingCostSettings) -> dict[str, Any]:
         return fit(model, images, labels, None, None, settings=one_epoch, seed=s.seed, device=s.device, progress=False)
 
     backbone(x[:8]), epoch(x[:8], y[:8])  # warm-up, untimed
-    t_backbone = min(timed(lambda: backbone(x), s.device)[1] for _ in range(s.repeats))
-    t_epoch = min(timed(lambda: epoch(x, y), s.device)[1] for _ in range(s.repeats))
+    t_backbone = min(timed(lambda: backbone(x), device=s.device)[1] for _ in range(s.repeats))
+    t_epoch = min(timed(lambda: epoch(x, y), device=s.device)[1] for _ in range(s.repeats))
     return {"n_train": len(ds.x_train), "n_test": len(ds.x_test), "sample": k,
             "backbone_seconds": t_backbone, "epoch_seconds": t_epoch,
             "backbone_per_image": t_backbone / k, "epoch_per_image": t_epoch / k}
@@ -234,7 +234,7 @@ def cost_cells(settings: Sequence, *, dataset: str = "mnist", glitch: str = "cla
     return cells, skipped
 
 
-def t1_to_t4_table(timings: pd.DataFrame, runs: pd.DataFrame, measured: Mapping[str, Mapping], cells) -> pd.DataFrame:
+def t1_to_t4_table(timings: pd.DataFrame, runs: pd.DataFrame, measured: Mapping[str, Mapping], *, cells) -> pd.DataFrame:
     """T1 (both ways), T2, T3, T4 and the shares, one column per cell's model.
 
     Stage seconds are the mean over the runs of each cell's dataset, model and
