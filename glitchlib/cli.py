@@ -344,7 +344,7 @@ def _scan(args, parser) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         _subparser_error(parser, "scan", f"argument --device: {args.device!r} but CUDA is not available here")
     try:
-        result = scan_folder(args.path, args.out, model=args.model, ratio_hint=args.ratio_hint, seed=args.seed,
+        result = scan_folder(args.path, out=args.out, model=args.model, ratio_hint=args.ratio_hint, seed=args.seed,
                              test_fraction=args.test_fraction, lr=args.lr, epochs=args.epochs,
                              device=args.device, progress=not args.quiet)
     except ValueError as exc:

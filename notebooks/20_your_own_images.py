@@ -89,7 +89,7 @@ Markdown(f"{len(files)} images in {len(names)} class folders under `{folder}`; "
 # the influence matrices and every signal (SPEC sections 3 and 4).
 
 # %%
-result = g.scan.scan_folder(folder, Path(results_dir) / "own_images" / "scan",
+result = g.scan.scan_folder(folder, out=Path(results_dir) / "own_images" / "scan",
                             ratio_hint=misfiled_ratio, seed=seed, progress=False)
 Markdown(f"{len(result.suspects)} training images, validation accuracy {result.val_acc:.3f}; "
          f"output in `{result.out}`.")

@@ -173,7 +173,7 @@ def test_imagewoof_reads_the_fastai_layout(tmp_path):
 def scanned(tmp_path_factory):
     root = tmp_path_factory.mktemp("scan")
     planted = _write_folder(root / "images")
-    result = scan_folder(root / "images", root / "out", ratio_hint=0.05, seed=0, progress=False)
+    result = scan_folder(root / "images", out=root / "out", ratio_hint=0.05, seed=0, progress=False)
     return root, planted, result
 
 
@@ -216,7 +216,7 @@ def test_scan_page_renders_its_thumbnails_in_chromium(scanned, tmp_path):
 
 def test_scan_reads_a_finished_scan_back(scanned):
     root, planted, result = scanned
-    again = scan_folder(root / "images", root / "out", ratio_hint=0.05, seed=0, progress=False)
+    again = scan_folder(root / "images", out=root / "out", ratio_hint=0.05, seed=0, progress=False)
     assert not again.computed
     assert again.suspects["file"].tolist() == result.suspects["file"].tolist()
 
