@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from pathlib import Path
 
 import numpy as np

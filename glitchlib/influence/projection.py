@@ -23,6 +23,8 @@ from torch import Tensor
 
 from .gradients import Factors
 
+__all__ = ["IdentityProjector", "GaussianProjector"]
+
 _MIX = 0x9E3779B97F4A7C15  # 64-bit golden-ratio constant to mix seeds
 
 
