@@ -331,9 +331,9 @@ class _Pipeline:
 
         f, y = self.features, self.labels
         # validation accuracy against the clean labels, whatever the influence sees (SPEC.md 9.5)
-        result = train.fit(self.model.suffix, f["train"], y["train"], f["test"], y["test_clean"], settings=self.train_settings,
-                           seed=self.s.seed, device=self.device, checkpoint_dir=self.entry.file(_CHECKPOINT_DIR),
-                           progress=self.progress)
+        result = train.fit(self.model.suffix, f["train"], y["train"], f["test"], y["test_clean"],
+                           settings=self.train_settings, seed=self.s.seed, device=self.device,
+                           checkpoint_dir=self.entry.file(_CHECKPOINT_DIR), progress=self.progress)
         self._set(checkpoints=list(result.checkpoints))
         final = result.final_model
         kind, given = self.glitch["kind"], self.glitch["y"]

@@ -172,8 +172,9 @@ def _losses_without(indices: Sequence[int | None]) -> np.ndarray:
     """Validation losses ``len(indices) x m`` of the retrainings without each index (None: all samples)."""
     p = _PAYLOAD
     with _one_thread():
-        rows = [_sample_losses(retrain(p["model"], p["x_train"], p["y_train"], settings=p["settings"], seed=p["seed"],
-                                      remove=None if i is None else int(i)), p["x_test"], p["y_test"])
+        rows = [_sample_losses(retrain(p["model"], p["x_train"], p["y_train"], settings=p["settings"],
+                                       seed=p["seed"], remove=None if i is None else int(i)),
+                               p["x_test"], p["y_test"])
                 for i in indices]
     return np.stack(rows)
 

@@ -455,7 +455,7 @@ class _CheckpointOutputs(NamedTuple):
 
 @torch.no_grad()
 def _checkpoint_outputs(head: torch.nn.Module, checkpoints, features, *, head_layer: str | None = None,
-                       device=None) -> _CheckpointOutputs:
+                        device=None) -> _CheckpointOutputs:
     """Logits of every checkpoint and the penultimate features of the last one.
 
     Parameters
@@ -588,7 +588,7 @@ def compute_peers(head, checkpoints, x_train, y_train, x_test, y_test, *, train_
     else:
         train_features = outputs.penultimate
         test_features = _checkpoint_outputs(head, checkpoints[-1:], x_test, head_layer=head_layer,
-                                           device=device).penultimate
+                                            device=device).penultimate
     shared = (perf_counter() - start) / 2
     for name, compute in (("knn", lambda: knn_distance(train_features, test_features, k=min(k, len(y_te)))),
                           ("mahalanobis", lambda: mahalanobis(train_features, test_features, y_te))):

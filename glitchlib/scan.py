@@ -180,7 +180,7 @@ def scan_folder(path, *, out, model: str = "efficientnet_lite0", ratio_hint: flo
     out.mkdir(parents=True, exist_ok=True)
     store.atomic_write(out / SUSPECTS_FILE, lambda f: f.write(suspects.to_csv(index=False)), binary=False)
     page = _suspects_html(suspects, ds.class_names, title=f"Suspects in {settings.path}", n_shown=n_shown,
-                         val_acc=val_acc)
+                          val_acc=val_acc)
     store.atomic_write(out / PAGE_FILE, lambda f: f.write(page), binary=False)
     store.write_json(out / SETTINGS_FILE, record)  # written last: marks the scan finished
     return ScanResult(suspects=suspects, out=out, page=out / PAGE_FILE, val_acc=val_acc,
@@ -263,7 +263,7 @@ figcaption{font-size:0.75em;line-height:1.3}
 
 
 def _suspects_html(suspects: pd.DataFrame, class_names, *, title: str, n_shown: int = 24,
-                  val_acc: float | None = None) -> str:
+                   val_acc: float | None = None) -> str:
     """A self-contained HTML page of the top suspects (thumbnails embedded as data URIs; no network).
 
     Parameters

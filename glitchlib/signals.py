@@ -682,7 +682,8 @@ def second_best_labels(I, y_test, *, n_classes: int | None = None) -> np.ndarray
     return _class_sums(I, y_test, n_classes=n_classes, parts=("pos",)).second_best_labels()
 
 
-def _signals_from_class_sums(self_influence, sums: _ClassSums, cf_sums: _ClassSums, b_sums: _ClassSums, y_train) -> dict:
+def _signals_from_class_sums(self_influence, sums: _ClassSums, cf_sums: _ClassSums, b_sums: _ClassSums,
+                             y_train) -> dict:
     """Every signal of :data:`SIGNALS` from precomputed class sums.
 
     Parameters

@@ -183,7 +183,8 @@ def fit(
         inputs as ``x_train`` and int64 labels; the accuracy on it after every epoch
         is the history's ``val_acc``.  It never influences training.
     settings : TrainSettings or mapping
-        Keyword-only, like every option of the library: ``lr`` (a finite number > 0), ``batch_size`` and ``epochs`` (integers >= 1),
+        Keyword-only, like every option of the library: ``lr`` (a finite
+        number > 0), ``batch_size`` and ``epochs`` (integers >= 1),
         any numeric type, checked by value.  SGD has no momentum and no weight
         decay; the learning rate is constant and stored in every checkpoint.
     seed : int

@@ -69,7 +69,8 @@ names = [data.class_names[c].replace("/", "-") for c in classes]
 # %%
 folder = Path(results_dir) / "own_images" / "folder"
 shutil.rmtree(folder, ignore_errors=True)
-files = [str(Path(f).resolve()) for f in g.data.folders.write_image_folder(data.x_train[chosen], noise.y, class_names=names, path=folder)]
+written = g.data.folders.write_image_folder(data.x_train[chosen], noise.y, class_names=names, path=folder)
+files = [str(Path(f).resolve()) for f in written]
 misfiled = {f for f, wrong in zip(files, noise.mask) if wrong}
 Markdown(f"{len(files)} images in {len(names)} class folders under `{folder}`; "
          f"{len(misfiled)} of them misfiled (data: embedded {dataset}, seed {seed}).")

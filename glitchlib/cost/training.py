@@ -234,7 +234,8 @@ def cost_cells(settings: Sequence, *, dataset: str = "mnist", glitch: str = "cla
     return cells, skipped
 
 
-def t1_to_t4_table(timings: pd.DataFrame, runs: pd.DataFrame, measured: Mapping[str, Mapping], *, cells) -> pd.DataFrame:
+def t1_to_t4_table(timings: pd.DataFrame, runs: pd.DataFrame, measured: Mapping[str, Mapping], *,
+                   cells) -> pd.DataFrame:
     """T1 (both ways), T2, T3, T4 and the shares, one column per cell's model.
 
     Stage seconds are the mean over the runs of each cell's dataset, model and

@@ -144,7 +144,7 @@ def load(name: str, *, seed: int = 0, subset: float = 0.1, root=None,
 
     ``name`` may also be a table of ``TABULAR_DATASETS``: ``breast_cancer``,
     ``wine``, ``digits`` (shipped with scikit-learn), ``covtype``, ``jannis``,
-    ``epsilon`` (``download=True`` once, then cached); see :func:`_load_table`.
+    ``epsilon`` (``download=True`` once, then cached); see :mod:`glitchlib.data.tabular`.
 
     Parameters
     ----------

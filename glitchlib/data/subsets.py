@@ -42,7 +42,9 @@ def stratified_indices(labels, *, fraction: float, seed: int) -> np.ndarray:
     """Draw a stratified random subset, as the paper's 10 % subsets.
 
     The subset holds ``round(fraction * n)`` samples (halves round up), split over
-    the classes proportionally to their sizes by :func:`_class_quotas`; inside every
+    the classes proportionally to their sizes (largest remainders: ``floor(total * n_c / n)``
+    per class, plus one for the classes with the largest fractional parts, ties to
+    the lower class index); inside every
     class, in increasing class order, the samples are drawn uniformly without
     replacement from one ``numpy.random.default_rng(seed)`` stream.
 

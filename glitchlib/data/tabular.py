@@ -159,7 +159,8 @@ def read_table(name: str, *, root: Path, download: bool = False) -> Table:
     return table
 
 
-def _train_validation_split(y: np.ndarray, *, seed: int, share: float = VALIDATION_SHARE) -> tuple[np.ndarray, np.ndarray]:
+def _train_validation_split(y: np.ndarray, *, seed: int,
+                           share: float = VALIDATION_SHARE) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of the rows: ``(train_index, validation_index)``, sorted, disjoint, covering all rows.
 
     The validation rows are :func:`~glitchlib.data.stratified_indices` ``(y, fraction=share, seed=seed)``.
