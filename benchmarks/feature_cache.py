@@ -50,7 +50,7 @@ def run_one(model_name: str, cached: bool, n_train: int, n_val: int, epochs: int
     ds = data.load("fmnist", seed=0)
     x_train, y_train = ds.x_train[:n_train], ds.y_train[:n_train]
     x_val, y_val = ds.x_test[:n_val], ds.y_test[:n_val]
-    model = models.create(model_name, ds.n_classes, seed=0, **MODELS[model_name])
+    model = models.create(model_name, n_classes=ds.n_classes, seed=0, **MODELS[model_name])
     settings = TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs)
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # one-time imports, untimed
     if device.startswith("cuda"):
@@ -58,11 +58,11 @@ def run_one(model_name: str, cached: bool, n_train: int, n_val: int, epochs: int
     start = time.perf_counter()
     if cached:
         f = compute_features(model, torch.cat([x_train, x_val]), device=device, progress=False)
-        result = fit(model.suffix, f[:n_train], y_train, f[n_train:], y_val, settings, device=device,
+        result = fit(model.suffix, f[:n_train], y_train, f[n_train:], y_val, settings=settings, device=device,
                      progress=False)
         head = result.final_model.state_dict()
     else:
-        result = fit(model, x_train, y_train, x_val, y_val, settings, device=device, progress=False)
+        result = fit(model, x_train, y_train, x_val, y_val, settings=settings, device=device, progress=False)
         head = {k[len("suffix."):]: v for k, v in result.final_model.state_dict().items()
                 if k.startswith("suffix.")}
     seconds = time.perf_counter() - start

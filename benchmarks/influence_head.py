@@ -63,7 +63,7 @@ def run_glitchlib(model, checkpoints, x, y, xt, yt, y_star, y_b, bias):
 
     times, results = {}, {}
     (f_train, f_test), times["features"] = timed(features)
-    engine = TracIn(model.suffix, checkpoints, model.influence_layers, bias=bias, progress=False)
+    engine = TracIn(model.suffix, checkpoints, layers=model.influence_layers, bias=bias, progress=False)
     (results["I"], results["SI"]), times["SI + I"] = timed(
         lambda: engine.train_test_and_self_influence(f_train, y, f_test, yt))
     results["I*"], times["I*"] = timed(lambda: engine.last_checkpoint().train_test(f_train, y_star, f_test, yt))
@@ -111,7 +111,7 @@ def main() -> None:
     from glitchlib.models import create
 
     torch.manual_seed(args.seed)
-    model = create(args.model, 10, pretrained=False, freeze=True, seed=args.seed, input_size=args.input_size).eval()
+    model = create(args.model, n_classes=10, pretrained=False, freeze=True, seed=args.seed, input_size=args.input_size).eval()
     checkpoints = make_checkpoints(model.suffix, args.checkpoints, lr=0.1, seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(args.n, 1, 28, 28, generator=gen) * 2 - 1

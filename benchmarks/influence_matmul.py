@@ -53,7 +53,7 @@ def case(name, train, test, lrs, k, repeats):
     n, m = len(train[0]), len(test[0])
     out = torch.zeros(n, m)
     ws = Workspace()
-    ours = best_time(lambda: accumulate_cross(out, train, test, lrs, ws), repeats)
+    ours = best_time(lambda: accumulate_cross(out, train, test, lrs, workspace=ws), repeats)
     gen = torch.Generator().manual_seed(1)
     a, b = torch.randn(n, k, generator=gen), torch.randn(k, m, generator=gen)
     buf = torch.empty(n, m)

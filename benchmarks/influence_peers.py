@@ -74,7 +74,7 @@ def build(name: str, seed: int):
         return SmallCNN(), ["conv1", "conv2", "fc"], "fc", (1, 8, 8)
     from glitchlib.models import create
 
-    suffix = create("resnet20", 10, pretrained=False, freeze=True, seed=seed).suffix
+    suffix = create("resnet20", n_classes=10, pretrained=False, freeze=True, seed=seed).suffix
     return suffix, ["layer3.2.conv1", "layer3.2.conv2", "fc"], "fc", (64, 7, 7)
 
 
@@ -93,7 +93,7 @@ def run_glitchlib(model, checkpoints, layers, data, device, bias=True):
     from glitchlib.influence import TracIn
 
     x, y, xt, yt = data
-    engine = TracIn(model, checkpoints, layers, device=device, bias=bias, progress=False)  # its own chunking
+    engine = TracIn(model, checkpoints, layers=layers, device=device, bias=bias, progress=False)  # its own chunking
     return engine.train_test(x, y, xt, yt)
 
 

@@ -84,7 +84,7 @@ def main() -> None:
           f"p={sum(p.numel() for p in model.parameters())} influence parameters")
 
     def run(dim):
-        engine = TracIn(model, checkpoints, None, projection_dim=dim, seed=args.seed, progress=False)
+        engine = TracIn(model, checkpoints, layers=None, projection_dim=dim, seed=args.seed, progress=False)
         start = time.perf_counter()
         report = compute_signals(engine, x[tr], y_noisy, x[te], y[te], n_classes=10,
                                  keep_matrices=True, progress=False)

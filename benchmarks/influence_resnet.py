@@ -99,9 +99,9 @@ def run_glitchlib(model, checkpoints, x, y, xt, yt, y_star, y_b, layers=None, co
 
     times, results = {}, {}
     (f_train, f_test), times["features"] = timed(features)
-    engine = TracIn(model.suffix, checkpoints, layers, progress=False)
+    engine = TracIn(model.suffix, checkpoints, layers=layers, progress=False)
     weights_only = None if counterfactual_bias else TracIn(
-        model.suffix, checkpoints[-1:], layers, bias=False, progress=False)
+        model.suffix, checkpoints[-1:], layers=layers, bias=False, progress=False)
 
     def last():
         return engine.last_checkpoint() if weights_only is None else weights_only
@@ -263,7 +263,7 @@ def main() -> None:
 
     from glitchlib.models import create
 
-    model = create("resnet20", 10, pretrained=False, freeze=True, seed=args.seed).eval()
+    model = create("resnet20", n_classes=10, pretrained=False, freeze=True, seed=args.seed).eval()
     checkpoints = make_checkpoints(model.suffix, args.checkpoints, lr=0.01, seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(args.n, 1, 28, 28, generator=gen) * 2 - 1
@@ -298,7 +298,7 @@ def main() -> None:
 
     f_small = torch.cat([model.prefix(c) for c in x[:npaper].split(1024)]).detach()
     f_test = torch.cat([model.prefix(c) for c in xt.split(1024)]).detach()
-    weights_only = TracIn(model.suffix, checkpoints, model.head_layers, bias=False, progress=False)
+    weights_only = TracIn(model.suffix, checkpoints, layers=model.head_layers, bias=False, progress=False)
     w_matrix, w_self = weights_only.train_test_and_self_influence(f_small, y[:npaper], f_test, yt)
     rows = min(nc, npaper)
     controls = {

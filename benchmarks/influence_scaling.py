@@ -74,8 +74,8 @@ def main() -> None:
     print(f"T={settings.checkpoints} checkpoints; seconds: fastest of {settings.repeats}; "
           "mm_share = torch.mm on the same products / influence time")
     if args.book:
-        stored = cost.stored_benchmark(args.store, "influence-scaling", settings.to_dict(),
-                                       lambda: cost.run_scaling(settings).to_dict("records"), recompute=True,
+        stored = cost.stored_benchmark(args.store, "influence-scaling", settings=settings.to_dict(),
+                                       compute=lambda: cost.run_scaling(settings).to_dict("records"), recompute=True,
                                        device=settings.device)
         table = pd.DataFrame(stored["result"])
         print(f"stored in {stored['path']}")

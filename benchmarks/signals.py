@@ -61,27 +61,27 @@ def main(argv=None) -> None:
         "mai": lambda: S.mai(I),
         "aai": lambda: S.aai(I),
         "mpi": lambda: S.mpi(I),
-        "nil": lambda: S.nil(I, y_train, y_test, C),
-        "nil_opt": lambda: S.nil_opt(I, y_train, y_test, C),
-        "slip": lambda: S.slip(I, y_train, y_test, C),
-        "slin": lambda: S.slin(I, y_train, y_test, C),
-        "gd_class": lambda: S.gd_class(I, y_train, y_test, C),
-        "cnci (I* = I)": lambda: S.cnci(I, y_train, y_test, C),
-        "pcid (I^b = I)": lambda: S.pcid(I, I, y_test, C),
-        "counterfactual_labels": lambda: S.counterfactual_labels(I, y_test, C),
-        "second_best_labels": lambda: S.second_best_labels(I, y_test, C),
-        "class_sums (all 4 parts)": lambda: S.class_sums(I, y_test, C),
+        "nil": lambda: S.nil(I, y_train, y_test, n_classes=C),
+        "nil_opt": lambda: S.nil_opt(I, y_train, y_test, n_classes=C),
+        "slip": lambda: S.slip(I, y_train, y_test, n_classes=C),
+        "slin": lambda: S.slin(I, y_train, y_test, n_classes=C),
+        "gd_class": lambda: S.gd_class(I, y_train, y_test, n_classes=C),
+        "cnci (I* = I)": lambda: S.cnci(I, y_train, y_test, n_classes=C),
+        "pcid (I^b = I)": lambda: S.pcid(I, I, y_test, n_classes=C),
+        "counterfactual_labels": lambda: S.counterfactual_labels(I, y_test, n_classes=C),
+        "second_best_labels": lambda: S.second_best_labels(I, y_test, n_classes=C),
+        "class_sums (all 4 parts)": lambda: S._class_sums(I, y_test, n_classes=C),
     }
     tracemalloc.start()
     rows = []
     for name, fn in cases.items():
         _, seconds, extra = measure(fn)
         rows.append((name, seconds, extra))
-    c = S.cnci(I, y_train, y_test, C)
-    p = S.pcid(I, I, y_test, C)
+    c = S.cnci(I, y_train, y_test, n_classes=C)
+    p = S.pcid(I, I, y_test, n_classes=C)
     _, seconds, extra = measure(lambda: S.cfrank(c, p))
     rows.insert(12, ("cfrank (from cnci, pcid)", seconds, extra))
-    report, seconds, extra = measure(lambda: compute_signals_from_matrices(I, SI, I, I, y_train, y_test, C))
+    report, seconds, extra = measure(lambda: compute_signals_from_matrices(I, SI, I, I, y_train, y_test, n_classes=C))
     tracemalloc.stop()
 
     print(f"\n{'function':<28}{'time [s]':>10}{'peak extra [MiB]':>18}{'x matrix':>10}")

@@ -86,14 +86,14 @@ def sweep_sizes(x_train, y_train, x_val, y_val, sizes, lrs, epochs, batch_size=1
     rows = []
     x_all = torch.cat([x_train, x_val])
     for size in sizes:
-        model = models.create("efficientnet_lite0", 10, seed=seed, input_size=size)
+        model = models.create("efficientnet_lite0", n_classes=10, seed=seed, input_size=size)
         rate = prefix_throughput(model, x_all[:64])
         features = compute_features(model, x_all, batch_size=64, progress=False)
         f_train, f_val = features[: len(x_train)], features[len(x_train):]
         accuracy = {}
         for lr in lrs:
             settings = TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs)
-            result = fit(model.suffix, f_train, y_train, f_val, y_val, settings, seed=seed,
+            result = fit(model.suffix, f_train, y_train, f_val, y_val, settings=settings, seed=seed,
                          progress=False)
             accuracy[lr] = result.history["val_acc"].iloc[-1]
         best = max(accuracy, key=accuracy.get)
@@ -111,7 +111,7 @@ def create_variant(spec: str, seed: int = 0, input_size=None):
         raise ValueError(f"model={spec!r}: use <model>, <model>-random or <model>-scratch")
     options = {"": {}, "random": {"pretrained": False, "freeze": True},
                "scratch": {"pretrained": False}}[variant]
-    return models.create(name, 10, seed=seed, input_size=input_size, **options)
+    return models.create(name, n_classes=10, seed=seed, input_size=input_size, **options)
 
 
 def sweep_settings(model_name, x_train, y_train, x_val, y_val, lrs, epochs, batch_size=128,
@@ -124,7 +124,7 @@ def sweep_settings(model_name, x_train, y_train, x_val, y_val, lrs, epochs, batc
     for lr in lrs:
         start = time.perf_counter()
         result = fit(model.suffix, f_train, y_train, f_val, y_val,
-                     TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs), seed=seed,
+                     settings=TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs), seed=seed,
                      progress=False)
         table[f"lr={lr:g}"] = result.history["val_acc"].to_numpy()
         print(f"lr={lr:g}: {time.perf_counter() - start:.1f} s, val_acc by epoch "

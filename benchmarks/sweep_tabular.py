@@ -34,13 +34,13 @@ def sweep(dataset: str, model_name: str, lrs, batch_sizes, epochs: int, seed: in
     ds = data.load(dataset, seed=seed)
     noisy = glitches.inject("uniform", ds.y_train.numpy(), ratio=0.1, seed=seed, n_classes=ds.n_classes)
     y_train = torch.as_tensor(noisy.y, dtype=torch.int64)
-    model = models.create(model_name, ds.n_classes, pretrained=False, seed=seed, n_features=ds.x_train.shape[1])
+    model = models.create(model_name, n_classes=ds.n_classes, pretrained=False, seed=seed, n_features=ds.x_train.shape[1])
     rows = []
     for lr in lrs:
         for batch_size in batch_sizes:
             start = time.process_time()
             result = fit(model.suffix, ds.x_train, y_train, ds.x_test, ds.y_test,
-                         TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs), seed=seed, progress=False)
+                         settings=TrainSettings(lr=lr, batch_size=batch_size, epochs=epochs), seed=seed, progress=False)
             cpu = time.process_time() - start
             for row in result.history.itertuples():
                 rows.append({"dataset": dataset, "model": model_name, "lr": lr, "batch_size": batch_size,

@@ -81,7 +81,7 @@ def _subsample(y: torch.Tensor, n: int | None, seed: int, name: str) -> np.ndarr
         return np.arange(total, dtype=np.int64)
     if n > total:
         raise ValueError(f"{name}={n} exceeds the {total} samples loaded; use at most {total} or None")
-    return stratified_indices(y.numpy(), n / total, seed)
+    return stratified_indices(y.numpy(), fraction=n / total, seed=seed)
 
 
 def _none_if_nan(value) -> Any:
@@ -268,7 +268,7 @@ class _Pipeline:
 
         x = self.split["x_train"]  # tables: (n, n_features), for the tabular models' input width
         n_features = int(x.shape[1]) if self.s.model in models.TABULAR_MODELS else None
-        return models.create(self.s.model, self.split["n_classes"], pretrained=self.s.pretrained,
+        return models.create(self.s.model, n_classes=self.split["n_classes"], pretrained=self.s.pretrained,
                              weights=self.s.weights, seed=self.s.seed, n_features=n_features)
 
     @cached_property
@@ -329,9 +329,9 @@ class _Pipeline:
 
         f, y = self.features, self.labels
         # validation accuracy against the clean labels, whatever the influence sees (SPEC.md 9.5)
-        result = train.fit(self.model.suffix, f["train"], y["train"], f["test"], y["test_clean"], self.train_settings,
-                           seed=self.s.seed, device=self.device, checkpoint_dir=self.entry.file(_CHECKPOINT_DIR),
-                           progress=self.progress)
+        result = train.fit(self.model.suffix, f["train"], y["train"], f["test"], y["test_clean"],
+                           settings=self.train_settings, seed=self.s.seed, device=self.device,
+                           checkpoint_dir=self.entry.file(_CHECKPOINT_DIR), progress=self.progress)
         self._set(checkpoints=list(result.checkpoints))
         final = result.final_model
         kind, given = self.glitch["kind"], self.glitch["y"]
@@ -363,7 +363,7 @@ class _Pipeline:
     def _engine(self, checkpoints, layers):
         from . import influence
 
-        return influence.TracIn(self.model.suffix, checkpoints, layers, device=self.device,
+        return influence.TracIn(self.model.suffix, checkpoints, layers=layers, device=self.device,
                                 projection_dim=self.s.projection_dim, seed=self.s.seed, progress=self.progress)
 
     @cached_property
@@ -395,8 +395,8 @@ class _Pipeline:
 
         f, y, n_classes = self.features, self.labels, self.split["n_classes"]
         matrix, y_test = self.matrices["influence"], y["test"].numpy()
-        labels = {"cnci": signals.counterfactual_labels(matrix, y_test, n_classes),
-                  "pcid": signals.second_best_labels(matrix, y_test, n_classes)}
+        labels = {"cnci": signals.counterfactual_labels(matrix, y_test, n_classes=n_classes),
+                  "pcid": signals.second_best_labels(matrix, y_test, n_classes=n_classes)}
         layers = self._layers(self.s.counterfactual)
         engine = self._engine(self.checkpoints[-1:], layers)
         for name, path in (("cnci", _INFLUENCE_CNCI), ("pcid", _INFLUENCE_PCID)):
@@ -441,7 +441,7 @@ class _Pipeline:
         f, y = self.features, self.labels
         return peers.compute_peers(
             self.model.suffix, self.checkpoints, f["train"], y["train"].numpy(), f["test"], y["test"].numpy(),
-            self.train_settings, seed=self.s.seed, n_classes=self.split["n_classes"],
+            train_settings=self.train_settings, seed=self.s.seed, n_classes=self.split["n_classes"],
             head_layer=self.model.head_layers[0], device=self.device,
         )
 
@@ -466,7 +466,7 @@ class _Pipeline:
             for column in ("suggested_label", "cleanlab_label"))
         char = {}
         if self.s.glitch == "mixed":
-            flagged = metrics.flag_top_k(table["cfrank"].to_numpy(), int(mask.sum()))
+            flagged = metrics.flag_top_k(table["cfrank"].to_numpy(), k=int(mask.sum()))
             char = metrics.characterization_accuracy(table["characterization"].to_numpy(), kind, flagged)
         training = self.entry.read_json(_TRAINING_JSON)
         data_info = self.entry.read_json(_DATA_JSON)

@@ -297,7 +297,7 @@ def _status(args, parser) -> int:
 
     from .grid import grid_status
 
-    from .features import cache_problems
+    from .features import _cache_problems
     from .store import as_store
 
     settings = _profile_settings(args, parser)
@@ -305,7 +305,7 @@ def _status(args, parser) -> int:
     counts = table["status"].value_counts()
     print(f"profile {args.profile} in {args.store}: {len(table)} cells; "
           + ", ".join(f"{n} {status}" for status, n in counts.items()))
-    for path, problem in cache_problems(as_store(args.store).features_dir) if args.verify else []:
+    for path, problem in _cache_problems(as_store(args.store).features_dir) if args.verify else []:
         print(f"damaged feature cache file {path}: {problem} (recomputed when next needed)")
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 120):
         print(table.drop(columns=["key"]).to_string(index=False))
@@ -347,7 +347,7 @@ def _scan(args, parser) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         _subparser_error(parser, "scan", f"argument --device: {args.device!r} but CUDA is not available here")
     try:
-        result = scan_folder(args.path, args.out, model=args.model, ratio_hint=args.ratio_hint, seed=args.seed,
+        result = scan_folder(args.path, out=args.out, model=args.model, ratio_hint=args.ratio_hint, seed=args.seed,
                              test_fraction=args.test_fraction, lr=args.lr, epochs=args.epochs,
                              device=args.device, progress=not args.quiet)
     except ValueError as exc:

@@ -31,11 +31,11 @@ from tqdm.auto import tqdm
 from glitchlib import _validation
 from glitchlib.signals import (
     SIGNALS,
-    ClassSums,
+    _class_sums,
+    _ClassSums,
+    _resolve_n_classes,
+    _signals_from_class_sums,
     characterize,
-    class_sums,
-    resolve_n_classes,
-    signals_from_class_sums,
 )
 
 __all__ = ["SignalReport", "compute_signals", "compute_signals_from_matrices"]
@@ -96,8 +96,8 @@ def _check_shape(matrix, expected: tuple[int, int], what: str) -> None:
         raise RuntimeError(f"{what} returned a matrix of shape {shape}, expected (n_train, n_test) = {expected}")
 
 
-def _report(self_influence, sums: ClassSums, cf_sums: ClassSums, b_sums: ClassSums, y_train) -> SignalReport:
-    columns = signals_from_class_sums(self_influence, sums, cf_sums, b_sums, y_train)
+def _report(self_influence, sums: _ClassSums, cf_sums: _ClassSums, b_sums: _ClassSums, y_train) -> SignalReport:
+    columns = _signals_from_class_sums(self_influence, sums, cf_sums, b_sums, y_train)
     return SignalReport(
         scores=pd.DataFrame({name: columns[name] for name in SIGNALS}),
         suggested_labels=sums.counterfactual_labels(),
@@ -106,7 +106,7 @@ def _report(self_influence, sums: ClassSums, cf_sums: ClassSums, b_sums: ClassSu
     )
 
 
-def compute_signals_from_matrices(I, SI, I_cf, I_b, y_train, y_test, n_classes: int | None = None) -> SignalReport:
+def compute_signals_from_matrices(I, SI, I_cf, I_b, y_train, y_test, *, n_classes: int | None = None) -> SignalReport:
     """Every signal from precomputed influence matrices.
 
     Parameters
@@ -117,10 +117,10 @@ def compute_signals_from_matrices(I, SI, I_cf, I_b, y_train, y_test, n_classes: 
         Self-influence.
     I_cf : array-like, shape (n_train, n_test)
         ``I*``: last-checkpoint influence with training labels
-        ``glitchlib.signals.counterfactual_labels(I, y_test, n_classes)``.
+        ``glitchlib.signals.counterfactual_labels(I, y_test, n_classes=n_classes)``.
     I_b : array-like, shape (n_train, n_test)
         ``I^b``: last-checkpoint influence with training labels
-        ``glitchlib.signals.second_best_labels(I, y_test, n_classes)``.
+        ``glitchlib.signals.second_best_labels(I, y_test, n_classes=n_classes)``.
     y_train : array-like of int, shape (n_train,)
         Training labels as given (possibly noisy).
     y_test : array-like of int, shape (n_test,)
@@ -135,7 +135,7 @@ def compute_signals_from_matrices(I, SI, I_cf, I_b, y_train, y_test, n_classes: 
         ``timings`` holds ``"signals"`` only; ``matrices`` is None.
     """
     start = perf_counter()
-    c = resolve_n_classes(y_train, y_test, n_classes)
+    c = _resolve_n_classes(y_train, y_test, n_classes=n_classes)
     n_train, n_test = len(_numpy(y_train)), len(_numpy(y_test))
     I, I_cf, I_b = (_validation.matrix_to_array(m, name) for m, name in ((I, "I"), (I_cf, "I_cf"), (I_b, "I_b")))
     for name, matrix in (("I", I), ("I_cf", I_cf), ("I_b", I_b)):
@@ -144,9 +144,9 @@ def compute_signals_from_matrices(I, SI, I_cf, I_b, y_train, y_test, n_classes: 
                 f"{name} has shape {tuple(matrix.shape)} but y_train and y_test give "
                 f"(n_train, n_test) = {(n_train, n_test)}"
             )
-    sums = class_sums(I, y_test, c, name="I")
-    cf_sums = class_sums(I_cf, y_test, c, parts=("neg",), name="I_cf")
-    b_sums = class_sums(I_b, y_test, c, parts=("pos",), name="I_b")
+    sums = _class_sums(I, y_test, n_classes=c, name="I")
+    cf_sums = _class_sums(I_cf, y_test, n_classes=c, parts=("neg",), name="I_cf")
+    b_sums = _class_sums(I_b, y_test, n_classes=c, parts=("pos",), name="I_b")
     report = _report(SI, sums, cf_sums, b_sums, y_train)
     report.timings = {"signals": perf_counter() - start}
     return report
@@ -192,7 +192,7 @@ def compute_signals(
         Scores (higher = more suspicious), ``c*``, ``b``, the characterisation
         and the timings of the three stages.
     """
-    c = resolve_n_classes(y_train, y_test, n_classes)
+    c = _resolve_n_classes(y_train, y_test, n_classes=n_classes)
     keep_matrices = _validation.as_bool(keep_matrices, "keep_matrices")
     progress = _validation.as_bool(progress, "progress")
     n_train, n_test = len(_numpy(y_train)), len(_numpy(y_test))
@@ -212,7 +212,7 @@ def compute_signals(
         bar.update()
 
         start = perf_counter()
-        sums = class_sums(I, y_test, c, name="I")
+        sums = _class_sums(I, y_test, n_classes=c, name="I")
         c_star, b = sums.counterfactual_labels(), sums.second_best_labels()
         if keep_matrices:
             kept["I"], kept["SI"] = _numpy(I), SI
@@ -231,7 +231,7 @@ def compute_signals(
             _check_shape(matrix, (n_train, n_test), "counterfactual_engine.train_test")
             timings["counterfactuals"] += perf_counter() - start
             start = perf_counter()
-            partial[key] = class_sums(matrix, y_test, c, parts=(part,), name=key)
+            partial[key] = _class_sums(matrix, y_test, n_classes=c, parts=(part,), name=key)
             if keep_matrices:
                 kept[key] = _numpy(matrix)
             del matrix

@@ -18,14 +18,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["compute_features", "feature_cache_key", "tensor_sha256", "cache_problems"]
+__all__ = ["compute_features"]
 
 log = logging.getLogger(__name__)
 
 _FORMAT = 1
 
 
-def tensor_sha256(x: torch.Tensor) -> str:
+def _tensor_sha256(x: torch.Tensor) -> str:
     """sha256 (hex) of a tensor's dtype, shape and bytes (C order, on the CPU)."""
     array = x.detach().cpu().contiguous()
     digest = hashlib.sha256(f"{array.dtype}|{tuple(array.shape)}|".encode())
@@ -34,14 +34,14 @@ def tensor_sha256(x: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def feature_cache_key(model: nn.Module, x: torch.Tensor) -> dict[str, object]:
+def _feature_cache_key(model: nn.Module, x: torch.Tensor) -> dict[str, object]:
     """What identifies a feature tensor: model name, weights, input size, input content."""
     return {
         "format": _FORMAT,
         "model": getattr(model, "name", type(model).__name__),
         "weights_id": getattr(model, "weights_id", None),
         "input_size": getattr(model, "input_size", None),
-        "inputs_sha256": tensor_sha256(x),
+        "inputs_sha256": _tensor_sha256(x),
     }
 
 
@@ -79,12 +79,12 @@ def _read_cached(path: Path, key: dict[str, object] | None = None) -> tuple[torc
         return None, "it holds the features of other inputs or another model"
     if "sha256" not in stored:
         return None, "it has no checksum (written by an older glitchlib)"
-    if stored["sha256"] != tensor_sha256(stored["features"]):
+    if stored["sha256"] != _tensor_sha256(stored["features"]):
         return None, "its features do not match their sha256 (altered)"
     return stored["features"], None
 
 
-def cache_problems(cache_dir: str | os.PathLike) -> list[tuple[Path, str]]:
+def _cache_problems(cache_dir: str | os.PathLike) -> list[tuple[Path, str]]:
     """Damaged files of a feature cache: ``(path, why)`` for each (an empty list when all are intact).
 
     A damaged file is recomputed and replaced the next time its features are needed.
@@ -169,7 +169,7 @@ def compute_features(
         return x.detach().cpu().float()
     path = None
     if cache_dir is not None:
-        key = feature_cache_key(model, x)
+        key = _feature_cache_key(model, x)
         path = _cache_path(Path(cache_dir), key)
         from .store import remove_orphans
 
@@ -182,5 +182,5 @@ def compute_features(
                         path, problem or "other length")
     features = _forward(model.prefix, x, device, batch_size, progress)
     if path is not None:
-        _atomic_save({"key": key, "features": features, "sha256": tensor_sha256(features)}, path)
+        _atomic_save({"key": key, "features": features, "sha256": _tensor_sha256(features)}, path)
     return features

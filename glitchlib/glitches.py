@@ -271,7 +271,7 @@ def _append(x, x_ood, index: np.ndarray):
         floating = x.is_floating_point() if is_torch else np.issubdtype(x.dtype, np.floating)
         if not floating:
             raise ValueError("x must hold floating-point images when x_ood needs resizing")
-        extra = match_image_shape(torch.as_tensor(extra).to(torch.float32), x.shape[1:])
+        extra = match_image_shape(torch.as_tensor(extra).to(torch.float32), shape=x.shape[1:])
     if is_torch:
         extra = torch.as_tensor(extra).to(device=x.device, dtype=x.dtype)
         return torch.cat([x, extra])
@@ -286,7 +286,7 @@ def anomalies(x, y, x_ood, y_ood, *, ratio: float, seed: int,
 
     One class of the out-of-distribution pool is drawn uniformly; ``floor(ratio*n)``
     of its images are drawn without replacement, resized and channel-matched to
-    ``x``'s images when needed (:func:`glitchlib.data.match_image_shape`), given one
+    ``x``'s images when needed (:func:`glitchlib.data.transforms.match_image_shape`), given one
     random in-distribution label in ``[0, n_classes)``, and appended after the
     originals (SPEC.md section 2).
 

@@ -37,14 +37,14 @@ import torch
 from torch import nn
 
 from . import loor as _loor
-from .features import tensor_sha256
+from .features import _tensor_sha256
 from .influence import InfluenceFunction, TracIn
 from .settings import TrainSettings
 from .store import atomic_write, read_json, write_json
 from .train import fit
 
 __all__ = [
-    "DATASETS", "METHODS", "PAPER_CLAIM", "StudySettings", "Study", "chapter_settings", "run_study",
+    "DATASETS", "METHODS", "StudySettings", "Study", "chapter_settings", "run_study",
     "correlation_table", "timing_table", "plot_ecdf", "plot_sample", "summary_markdown", "provenance_markdown",
 ]
 
@@ -52,8 +52,6 @@ __all__ = [
 DATASETS = ("breast_cancer", "wine", "mnist")
 #: The two estimates compared with leave-one-out retraining.
 METHODS = ("TracIn", "influence function")
-#: The paper's claim (its figure gives no numbers).
-PAPER_CLAIM = "TracIn correlates better with LOOR than the influence function (figure, no numbers)"
 _DIR = "loo_study"
 _FORMAT = 1
 
@@ -164,9 +162,9 @@ def _load_mnist(s: StudySettings, features_dir: Path) -> _Split:
     for name, n, y in (("n_train", s.n_train, d.y_train), ("n_test", s.n_test, d.y_test)):
         if n > len(y):
             raise ValueError(f"{name}={n} exceeds the {len(y)} MNIST samples available")
-    train = data.stratified_indices(d.y_train.numpy(), s.n_train / len(d.y_train), s.seed)
-    test = data.stratified_indices(d.y_test.numpy(), s.n_test / len(d.y_test), s.seed)
-    backbone = models.create("efficientnet_lite0", d.n_classes, seed=s.seed)
+    train = data.stratified_indices(d.y_train.numpy(), fraction=s.n_train / len(d.y_train), seed=s.seed)
+    test = data.stratified_indices(d.y_test.numpy(), fraction=s.n_test / len(d.y_test), seed=s.seed)
+    backbone = models.create("efficientnet_lite0", n_classes=d.n_classes, seed=s.seed)
     f_train, f_test = (features.compute_features(backbone, x, cache_dir=features_dir, progress=False).double()
                        for x in (d.x_train[torch.from_numpy(train)], d.x_test[torch.from_numpy(test)]))
     pca = PCA(n_components=min(s.pca_dim, len(train)), random_state=s.seed).fit(f_train.numpy())
@@ -215,7 +213,7 @@ class Study:
 
 
 def _fingerprint(split: _Split, model: nn.Module) -> str:
-    parts = [tensor_sha256(t) for t in split[:4]] + [tensor_sha256(v) for v in model.state_dict().values()]
+    parts = [_tensor_sha256(t) for t in split[:4]] + [_tensor_sha256(v) for v in model.state_dict().values()]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
@@ -246,14 +244,14 @@ def _damping(model: nn.Module, checkpoint, split: _Split, damping: float) -> flo
     damping that does so plus ``damping`` keeps the estimate as close to the
     undamped one as the Cholesky solve allows.
     """
-    h = InfluenceFunction(model, checkpoint, None, damping=damping).hessian(split.x_train, split.y_train)
+    h = InfluenceFunction(model, checkpoint, layers=None, damping=damping).hessian(split.x_train, split.y_train)
     return damping + max(0.0, -float(torch.linalg.eigvalsh(h)[0]))
 
 
 def run_study(
     settings: StudySettings,
-    results_dir: str | Path = "results",
     *,
+    results_dir: str | Path = "results",
     compute: bool = True,
     n_jobs: int | None = None,
     progress: bool = True,
@@ -293,16 +291,16 @@ def run_study(
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=s.lr)  # its first use imports torch._dynamo: untimed
     seconds = {}
     start = time.perf_counter()
-    trained = fit(model, split.x_train, split.y_train, split.x_test, split.y_test, train, seed=s.seed,
+    trained = fit(model, split.x_train, split.y_train, split.x_test, split.y_test, settings=train, seed=s.seed,
                   progress=False)
     seconds["training"] = time.perf_counter() - start
-    indices = _loor.removal_indices(s.n_train, s.n_removed, s.seed)
+    indices = _loor._removal_indices(s.n_train, s.n_removed, s.seed)
     start = time.perf_counter()
-    tracin = TracIn(model, trained.checkpoints, None, dtype=torch.float64, progress=False).train_test(*split[:4])
+    tracin = TracIn(model, trained.checkpoints, layers=None, dtype=torch.float64, progress=False).train_test(*split[:4])
     seconds["TracIn"] = time.perf_counter() - start
     start = time.perf_counter()
     damping = _damping(model, trained.checkpoints[-1], split, s.damping)
-    engine = InfluenceFunction(model, trained.checkpoints[-1], None, damping=damping)
+    engine = InfluenceFunction(model, trained.checkpoints[-1], layers=None, damping=damping)
     influence = engine.train_test(*split[:4])
     seconds["influence function"] = time.perf_counter() - start
 
@@ -312,7 +310,7 @@ def run_study(
     if result is None:
         if not compute:
             raise ValueError(f"no leave-one-out matrix for {s.key()} in {directory}; run with compute=True")
-        result = _loor.leave_one_out(model, *split[:4], train, seed=s.seed, indices=indices, n_jobs=n_jobs,
+        result = _loor.leave_one_out(model, *split[:4], settings=train, seed=s.seed, indices=indices, n_jobs=n_jobs,
                                      progress=progress)
         _save_loor(directory, s, fingerprint, result)
     seconds["leave-one-out"] = result.seconds
@@ -396,7 +394,7 @@ def plot_ecdf(studies: list[Study]):
     return fig
 
 
-def plot_sample(study: Study, sample: int | None = None):
+def plot_sample(study: Study, *, sample: int | None = None):
     """One training sample's row: TracIn and the influence function against LOOR, one dot per validation sample.
 
     ``sample`` is a position in ``x_train`` (default: the left-out sample whose

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-__all__ = ["LeaveOneOut", "leave_one_out", "retrain", "sample_losses", "row_correlations", "removal_indices"]
+__all__ = ["LeaveOneOut", "leave_one_out", "retrain", "row_correlations"]
 
 
 class LeaveOneOut(NamedTuple):
@@ -89,8 +89,8 @@ def retrain(
     model: nn.Module,
     x_train: Tensor,
     y_train: Tensor,
-    settings: Any,
     *,
+    settings: Any,
     seed: int = 0,
     remove: int | None = None,
 ) -> nn.Module:
@@ -153,7 +153,7 @@ def retrain(
 
 
 @torch.no_grad()
-def sample_losses(model: nn.Module, x: Tensor, y: Tensor) -> np.ndarray:
+def _sample_losses(model: nn.Module, x: Tensor, y: Tensor) -> np.ndarray:
     """Cross-entropy of every sample, ``(m,)`` float64, with ``model`` in eval mode."""
     model.eval()
     return F.cross_entropy(model(x), y, reduction="none").double().numpy()
@@ -172,13 +172,14 @@ def _losses_without(indices: Sequence[int | None]) -> np.ndarray:
     """Validation losses ``len(indices) x m`` of the retrainings without each index (None: all samples)."""
     p = _PAYLOAD
     with _one_thread():
-        rows = [sample_losses(retrain(p["model"], p["x_train"], p["y_train"], p["settings"], seed=p["seed"],
-                                      remove=None if i is None else int(i)), p["x_test"], p["y_test"])
+        rows = [_sample_losses(retrain(p["model"], p["x_train"], p["y_train"], settings=p["settings"],
+                                       seed=p["seed"], remove=None if i is None else int(i)),
+                               p["x_test"], p["y_test"])
                 for i in indices]
     return np.stack(rows)
 
 
-def removal_indices(n_train: int, n_removed: int | None, seed: int) -> np.ndarray:
+def _removal_indices(n_train: int, n_removed: int | None, seed: int) -> np.ndarray:
     """Training samples to leave out: all of them (``n_removed=None``) or a seeded uniform subset, sorted.
 
     The subset is ``numpy.random.default_rng(seed).choice(n_train, n_removed, replace=False)``.
@@ -203,8 +204,8 @@ def leave_one_out(
     y_train: Tensor,
     x_test: Tensor,
     y_test: Tensor,
-    settings: Any,
     *,
+    settings: Any,
     seed: int = 0,
     indices: Sequence[int] | np.ndarray | None = None,
     n_jobs: int | None = None,
@@ -225,7 +226,7 @@ def leave_one_out(
     seed : int
         Seed of the batch order, shared by every retraining.
     indices : sequence of int, optional
-        Training samples to leave out (default: every one; see :func:`removal_indices`).
+        Training samples to leave out (default: every one).
     n_jobs : int, optional
         Worker processes (default: the CPU cores available). ``1`` runs in this
         process. The result does not depend on it.

@@ -3,7 +3,7 @@
 Scores follow one convention throughout glitchlib: one float per training
 sample, **higher means more suspicious**. The helpers here turn scores into
 ranks and flags, and score those flags against the ground truth of an
-injection (a boolean ``mask`` of glitched samples, true labels, glitch kinds).
+injection (a boolean ``mask`` of glitched samples, true labels, sample kinds).
 No function assumes that glitches come first or last in the training set.
 
 Ties are broken deterministically everywhere: among equal scores, the sample
@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 from glitchlib import _validation
+from glitchlib.settings import CLEAN, MISLABELED
 
 __all__ = [
     "suspicion_order",
@@ -49,7 +50,7 @@ def _labels(y, name: str, n: int | None = None) -> np.ndarray:
 
 
 def _kinds(kind, name: str, n: int | None = None) -> np.ndarray:
-    return _validation.strings_to_array(kind, name, length=n, example="mislabeled")
+    return _validation.strings_to_array(kind, name, length=n, example=MISLABELED)
 
 
 def suspicion_order(scores) -> np.ndarray:
@@ -101,7 +102,7 @@ def _check_k(k, n: int, name: str = "k") -> int:
     return _validation.as_int(k, name, low=1, high=n)
 
 
-def top_k(scores, k: int) -> np.ndarray:
+def top_k(scores, *, k: int) -> np.ndarray:
     """Indices of the ``k`` most suspicious training samples, most suspicious first.
 
     Parameters
@@ -120,15 +121,15 @@ def top_k(scores, k: int) -> np.ndarray:
     return order[: _check_k(k, order.shape[0])]
 
 
-def flag_top_k(scores, k: int) -> np.ndarray:
+def flag_top_k(scores, *, k: int) -> np.ndarray:
     """Boolean mask of length ``n_train``, True for the samples of :func:`top_k`."""
-    idx = top_k(scores, k)
+    idx = top_k(scores, k=k)
     flagged = np.zeros(len(_to_numpy(scores)), dtype=bool)
     flagged[idx] = True
     return flagged
 
 
-def detection_f1(scores, mask, k: int | None = None) -> float:
+def detection_f1(scores, mask, *, k: int | None = None) -> float:
     """F1 of flagging the ``k`` highest-scoring samples as glitches (SPEC.md section 5).
 
     Exactly ``k`` samples are flagged (ties broken as in :func:`top_k`), so
@@ -161,7 +162,7 @@ def detection_f1(scores, mask, k: int | None = None) -> float:
     if n_glitches == 0:
         raise ValueError("mask has no glitch, so detection F1 is undefined; pass a mask with at least one True")
     k = n_glitches if k is None else _check_k(k, s.shape[0])
-    tp = int(m[top_k(s, k)].sum())
+    tp = int(m[top_k(s, k=k)].sum())
     return 2.0 * tp / (k + n_glitches)
 
 
@@ -260,7 +261,7 @@ def repair_accuracy(suggested, y_true, mask) -> float:
 
 
 def characterization_accuracy(predicted_kind, true_kind, flagged) -> dict[str, float]:
-    """Among flagged glitches of each true kind, the share given the right kind.
+    """Among flagged glitches of each true sample kind, the share given the right kind.
 
     SPEC.md section 5 (mixed glitches). Only flagged samples that are true
     glitches count; flagged clean samples are false detections and have no
@@ -279,7 +280,7 @@ def characterization_accuracy(predicted_kind, true_kind, flagged) -> dict[str, f
     Returns
     -------
     dict[str, float]
-        One entry per glitch kind present in ``true_kind`` (every value except
+        One entry per sample kind present in ``true_kind`` (every value except
         ``"clean"``, sorted), plus ``"overall"`` over all flagged glitches. A
         share is NaN when no glitch of that kind was flagged (undefined, not
         zero).
@@ -291,9 +292,9 @@ def characterization_accuracy(predicted_kind, true_kind, flagged) -> dict[str, f
     f = _mask(flagged, pred.shape[0], "flagged")
     result: dict[str, float] = {}
     correct = pred == true
-    for kind in sorted(set(true.tolist()) - {"clean"}):
+    for kind in sorted(set(true.tolist()) - {CLEAN}):
         sel = f & (true == kind)
         result[kind] = float(correct[sel].mean()) if sel.any() else float("nan")
-    sel = f & (true != "clean")
+    sel = f & (true != CLEAN)
     result["overall"] = float(correct[sel].mean()) if sel.any() else float("nan")
     return result

@@ -25,9 +25,9 @@ column          what it scores (source)
 The first two are label-error detectors, the last three out-of-distribution
 detectors; the repair suggestion of confident learning (the argmax of the
 out-of-sample probabilities) comes from :func:`cleanlab_suggested_labels`.
-The scores are pure functions on arrays; :func:`checkpoint_outputs` and
-:func:`cross_validated_pred_probs` run the head, and :func:`compute_peers`
-puts everything together for one training set.
+The scores are pure functions on arrays; :func:`cross_validated_pred_probs`
+trains and runs the head, and :func:`compute_peers` puts everything together
+for one training set.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from scipy.special import logsumexp
 __all__ = [
     "PEERS",
     "PeerReport",
-    "CheckpointOutputs",
     "cross_validated_pred_probs",
     "cleanlab_scores",
     "cleanlab_suggested_labels",
@@ -55,7 +54,6 @@ __all__ = [
     "knn_distance",
     "mahalanobis",
     "energy",
-    "checkpoint_outputs",
     "compute_peers",
 ]
 
@@ -133,7 +131,7 @@ def _positive_int(value, name: str, minimum: int = 1) -> int:
 # ----------------------------------------------------------------------------- confident learning
 
 
-def cross_validated_pred_probs(features, y, train_settings, *, n_folds: int = 5, seed: int, head=None,
+def cross_validated_pred_probs(features, y, *, train_settings, n_folds: int = 5, seed: int, head=None,
                                n_classes: int | None = None, device=None, progress: bool = False) -> np.ndarray:
     """Out-of-sample predicted probabilities from stratified K-fold cross-validation of the head.
 
@@ -210,7 +208,7 @@ def cross_validated_pred_probs(features, y, train_settings, *, n_folds: int = 5,
         folds = list(StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.zeros(len(x)), labels))
     for fit_index, held_out in tqdm(folds, desc="cross-validation", disable=not progress, leave=False):
         fit_index, held_out = torch.from_numpy(fit_index), torch.from_numpy(held_out)
-        result = train.fit(head, x[fit_index], target[fit_index], None, None, train_settings, seed=seed,
+        result = train.fit(head, x[fit_index], target[fit_index], None, None, settings=train_settings, seed=seed,
                            device=device, progress=False)
         with torch.no_grad():
             logits = _forward(result.final_model, x[held_out], device)
@@ -448,16 +446,16 @@ def _forward(module: torch.nn.Module, x: torch.Tensor, device, batch_size: int =
     return torch.cat(out)
 
 
-class CheckpointOutputs(NamedTuple):
-    """What :func:`checkpoint_outputs` returns."""
+class _CheckpointOutputs(NamedTuple):
+    """What :func:`_checkpoint_outputs` returns."""
 
     logits: np.ndarray  #: float64, shape (n_checkpoints, n, n_classes)
     penultimate: np.ndarray | None  #: float64, shape (n, d): the input of ``head_layer`` at the last checkpoint
 
 
 @torch.no_grad()
-def checkpoint_outputs(head: torch.nn.Module, checkpoints, features, *, head_layer: str | None = None,
-                       device=None) -> CheckpointOutputs:
+def _checkpoint_outputs(head: torch.nn.Module, checkpoints, features, *, head_layer: str | None = None,
+                        device=None) -> _CheckpointOutputs:
     """Logits of every checkpoint and the penultimate features of the last one.
 
     Parameters
@@ -477,7 +475,7 @@ def checkpoint_outputs(head: torch.nn.Module, checkpoints, features, *, head_lay
 
     Returns
     -------
-    CheckpointOutputs
+    _CheckpointOutputs
     """
     if len(checkpoints) == 0:
         raise ValueError("checkpoints is empty; pass the run's checkpoints (one per epoch)")
@@ -499,7 +497,7 @@ def checkpoint_outputs(head: torch.nn.Module, checkpoints, features, *, head_lay
         if hook is not None:
             hook.remove()
     penultimate = None if head_layer is None else torch.cat(captured).reshape(len(features), -1).double().numpy()
-    return CheckpointOutputs(np.stack(logits), penultimate)
+    return _CheckpointOutputs(np.stack(logits), penultimate)
 
 
 # ----------------------------------------------------------------------------- everything for one run
@@ -530,7 +528,7 @@ class PeerReport:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def compute_peers(head, checkpoints, x_train, y_train, x_test, y_test, train_settings, *, seed: int,
+def compute_peers(head, checkpoints, x_train, y_train, x_test, y_test, *, train_settings, seed: int,
                   n_classes: int | None = None, head_layer: str | None = None, n_folds: int = 5, k: int = 10,
                   device=None) -> PeerReport:
     """Every dedicated detector of :data:`PEERS` on one training set.
@@ -565,17 +563,17 @@ def compute_peers(head, checkpoints, x_train, y_train, x_test, y_test, train_set
     PeerReport
     """
     y = _labels(y_train, "y_train", len(x_train))
-    y_val = _labels(y_test, "y_test", len(x_test))
-    c = int(max(y.max(), y_val.max())) + 1 if n_classes is None else _positive_int(n_classes, "n_classes", 2)
+    y_te = _labels(y_test, "y_test", len(x_test))
+    c = int(max(y.max(), y_te.max())) + 1 if n_classes is None else _positive_int(n_classes, "n_classes", 2)
     timings: dict[str, float] = {}
     start = perf_counter()
-    probs = cross_validated_pred_probs(x_train, y, train_settings, n_folds=n_folds, seed=seed, head=head,
+    probs = cross_validated_pred_probs(x_train, y, train_settings=train_settings, n_folds=n_folds, seed=seed, head=head,
                                        n_classes=c, device=device)
     scores = {"cleanlab": cleanlab_scores(y, probs)}
     timings["cleanlab"] = perf_counter() - start
 
     start = perf_counter()
-    outputs = checkpoint_outputs(head, checkpoints, x_train, head_layer=head_layer, device=device)
+    outputs = _checkpoint_outputs(head, checkpoints, x_train, head_layer=head_layer, device=device)
     shared = (perf_counter() - start) / 3
     for name, compute in (("loss", lambda: training_loss(outputs.logits[-1], y)),
                           ("aum", lambda: area_under_margin(outputs.logits, y)),
@@ -589,11 +587,11 @@ def compute_peers(head, checkpoints, x_train, y_train, x_test, y_test, train_set
         train_features, test_features = x_train, x_test
     else:
         train_features = outputs.penultimate
-        test_features = checkpoint_outputs(head, checkpoints[-1:], x_test, head_layer=head_layer,
-                                           device=device).penultimate
+        test_features = _checkpoint_outputs(head, checkpoints[-1:], x_test, head_layer=head_layer,
+                                            device=device).penultimate
     shared = (perf_counter() - start) / 2
-    for name, compute in (("knn", lambda: knn_distance(train_features, test_features, k=min(k, len(y_val)))),
-                          ("mahalanobis", lambda: mahalanobis(train_features, test_features, y_val))):
+    for name, compute in (("knn", lambda: knn_distance(train_features, test_features, k=min(k, len(y_te)))),
+                          ("mahalanobis", lambda: mahalanobis(train_features, test_features, y_te))):
         start = perf_counter()
         scores[name] = compute()
         timings[name] = shared + perf_counter() - start

@@ -336,7 +336,7 @@ def _weights_fit(model: str, path: str, size: int, mtime: int, n_classes: int) -
     from . import models
 
     try:
-        models.create(model, n_classes, weights=path)
+        models.create(model, n_classes=n_classes, weights=path)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         message = str(exc)
         return False, message if message.startswith("weights=") else f"weights={path!r}: {message}"
@@ -350,10 +350,11 @@ def _loaded_labels(dataset: str, seed: int, subset: float, root: str | None):
     from . import data
 
     if dataset == "imagewoof":  # the labels come from the file names: no image is decoded
-        from .data.folders import IMAGEWOOF_FOLDER, imagewoof_split
+        from .data._files import default_root
+        from .data.folders import IMAGEWOOF_FOLDER, _imagewoof_split
 
-        base = Path(root).expanduser() if root is not None else data.default_root()
-        layout, index = imagewoof_split(base / IMAGEWOOF_FOLDER, subset, seed)
+        base = Path(root).expanduser() if root is not None else default_root()
+        layout, index = _imagewoof_split(base / IMAGEWOOF_FOLDER, subset=subset, seed=seed)
         return (torch.from_numpy(layout["train"][1][index["train"]]),
                 torch.from_numpy(layout["val"][1][index["val"]]), len(layout["class_names"]))
     d = data.load(dataset, seed=seed, subset=subset, root=root)
@@ -396,20 +397,20 @@ def _samples_feasible(s: ExperimentSettings) -> tuple[bool, str]:
 
 def _data_available(name: str, root: str | None) -> tuple[bool, str]:
     from . import data
-    from .data import _files
+    from .data import _embedded, _files
 
     if name in data.TABULAR_DATASETS:
         return _table_available(name, root)
 
     if root is None and name in ("mnist", "fmnist"):
-        path = data.EMBEDDED_DIR / f"{name}.npz"
+        path = _embedded.EMBEDDED_DIR / f"{name}.npz"
         return (True, "") if path.is_file() else (False, f"the embedded data file {path} is missing")
-    folder = Path(root).expanduser() if root is not None else data.default_root()
+    folder = Path(root).expanduser() if root is not None else _files.default_root()
     if name == "imagewoof":
-        from .data.folders import IMAGEWOOF_FOLDER, imagewoof_missing_message
+        from .data.folders import IMAGEWOOF_FOLDER, _imagewoof_missing_message
 
         found = (folder / IMAGEWOOF_FOLDER / "train").is_dir()
-        return (True, "") if found else (False, imagewoof_missing_message(folder))
+        return (True, "") if found else (False, _imagewoof_missing_message(folder))
     if _files.find_files(name, folder) is not None:
         return True, ""
     hint = "set data_root to a folder holding them" if root is None else "check data_root"
@@ -417,12 +418,12 @@ def _data_available(name: str, root: str | None) -> tuple[bool, str]:
 
 
 def _table_available(name: str, root: str | None) -> tuple[bool, str]:
-    from . import data
-    from .data.tabular import DOWNLOADED_TABLES, table_cache_path
+    from .data._files import default_root
+    from .data.tabular import DOWNLOADED_TABLES, _table_cache_path
 
     if name not in DOWNLOADED_TABLES:
         return True, ""  # shipped with scikit-learn
-    path = table_cache_path(name, Path(root).expanduser() if root is not None else data.default_root())
+    path = _table_cache_path(name, Path(root).expanduser() if root is not None else default_root())
     if path.is_file():
         return True, ""
     return False, (

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["ScanSettings", "ScanResult", "scan_folder", "folder_fingerprint", "suspects_html"]
+__all__ = ["ScanSettings", "ScanResult", "scan_folder"]
 
 SUSPECTS_FILE, PAGE_FILE, SETTINGS_FILE = "suspects.csv", "index.html", "scan.json"
 #: Signals ranked in the CSV and shown on the page (the paper's three).
@@ -89,7 +89,7 @@ class ScanResult:
     computed: bool  #: False when a finished scan was read back
 
 
-def folder_fingerprint(files) -> str:
+def _folder_fingerprint(files) -> str:
     """sha256 over the files' paths, sizes and modification times (cheap; changes when the folder does)."""
     digest = hashlib.sha256()
     for f in files:
@@ -106,7 +106,7 @@ def _train_settings(s: ScanSettings):
     return dataclasses.replace(base, **overrides, source="user") if overrides else base
 
 
-def scan_folder(path, out, *, model: str = "efficientnet_lite0", ratio_hint: float = 0.1, seed: int = 0,
+def scan_folder(path, *, out, model: str = "efficientnet_lite0", ratio_hint: float = 0.1, seed: int = 0,
                 test_fraction: float = 0.15, lr: float | None = None, batch_size: int | None = None,
                 epochs: int | None = None, device: str = "cpu", n_shown: int = 24,
                 progress: bool = True) -> ScanResult:
@@ -156,7 +156,7 @@ def scan_folder(path, out, *, model: str = "efficientnet_lite0", ratio_hint: flo
         raise ValueError(f"out={str(out)!r} is a file; give a folder for the results")
     layout = data.folders.list_image_folder(settings.path)
     files = layout["train"][0] + (layout["val"][0] if layout["val"] is not None else [])
-    record = {"settings": settings.to_dict(), "fingerprint": folder_fingerprint(files)}
+    record = {"settings": settings.to_dict(), "fingerprint": _folder_fingerprint(files)}
     record["settings"].pop("device")
     finished = _read_back(out, record)
     if finished is not None:
@@ -169,18 +169,18 @@ def scan_folder(path, out, *, model: str = "efficientnet_lite0", ratio_hint: flo
     f_train = features.compute_features(net, ds.x_train, device=device, cache_dir=cache, progress=progress)
     f_test = features.compute_features(net, ds.x_test, device=device, cache_dir=cache, progress=progress)
     train_settings = _train_settings(settings)
-    fit = train.fit(net.suffix, f_train, ds.y_train, f_test, ds.y_test, train_settings, seed=seed,
+    fit = train.fit(net.suffix, f_train, ds.y_train, f_test, ds.y_test, settings=train_settings, seed=seed,
                     device=device, checkpoint_dir=out / "checkpoints", progress=progress)
-    engine = influence.TracIn(net.suffix, fit.checkpoints, net.influence_layers, device=device)
+    engine = influence.TracIn(net.suffix, fit.checkpoints, layers=net.influence_layers, device=device)
     signals = detect.compute_signals(engine, f_train, ds.y_train, f_test, ds.y_test)
-    suspects = suspects_table(signals, ds, ratio_hint)
+    suspects = _suspects_table(signals, ds, ratio_hint=ratio_hint)
     val_acc = float(fit.history["val_acc"].iloc[-1])
     record.update({"class_names": ds.class_names, "val_acc": val_acc, "n_train": len(ds.y_train),
                    "n_test": len(ds.y_test), "training": train_settings.to_dict()})
     out.mkdir(parents=True, exist_ok=True)
     store.atomic_write(out / SUSPECTS_FILE, lambda f: f.write(suspects.to_csv(index=False)), binary=False)
-    page = suspects_html(suspects, ds.class_names, title=f"Suspects in {settings.path}", n_shown=n_shown,
-                         val_acc=val_acc)
+    page = _suspects_html(suspects, ds.class_names, title=f"Suspects in {settings.path}", n_shown=n_shown,
+                          val_acc=val_acc)
     store.atomic_write(out / PAGE_FILE, lambda f: f.write(page), binary=False)
     store.write_json(out / SETTINGS_FILE, record)  # written last: marks the scan finished
     return ScanResult(suspects=suspects, out=out, page=out / PAGE_FILE, val_acc=val_acc,
@@ -203,7 +203,7 @@ def _read_back(out: Path, record: dict) -> ScanResult | None:
                       class_names=stored["class_names"], seconds=0.0, computed=False)
 
 
-def suspects_table(signals, ds, ratio_hint: float) -> pd.DataFrame:
+def _suspects_table(signals, ds, *, ratio_hint: float) -> pd.DataFrame:
     """One row per training image: file, labels, every score, ranks (1 = most suspicious), flag.
 
     Parameters
@@ -262,14 +262,14 @@ figcaption{font-size:0.75em;line-height:1.3}
 """
 
 
-def suspects_html(suspects: pd.DataFrame, class_names, *, title: str, n_shown: int = 24,
-                  val_acc: float | None = None) -> str:
+def _suspects_html(suspects: pd.DataFrame, class_names, *, title: str, n_shown: int = 24,
+                   val_acc: float | None = None) -> str:
     """A self-contained HTML page of the top suspects (thumbnails embedded as data URIs; no network).
 
     Parameters
     ----------
     suspects : pandas.DataFrame
-        :func:`suspects_table`'s output.
+        :func:`_suspects_table`'s output.
     class_names : list of str
     title : str
     n_shown : int

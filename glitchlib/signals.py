@@ -37,11 +37,10 @@ import numpy as np
 
 from glitchlib import _validation
 from glitchlib.metrics import rank
+from glitchlib.settings import ANOMALY, MISLABELED
 
 __all__ = [
     "SIGNALS",
-    "ClassSums",
-    "class_sums",
     "si",
     "mi",
     "mai",
@@ -58,8 +57,6 @@ __all__ = [
     "counterfactual_labels",
     "second_best_labels",
     "characterize",
-    "signals_from_class_sums",
-    "resolve_n_classes",
     "PCID_ZERO_DENOMINATOR_SCORE",
 ]
 
@@ -93,7 +90,7 @@ def _labels(y, name: str, length: int | None = None, what: str = "") -> np.ndarr
     return _validation.labels_to_array(y, name, length=length, what=what)
 
 
-def _resolve_n_classes(n_classes, labelled: dict[str, np.ndarray]) -> int:
+def _checked_n_classes(n_classes, labelled: dict[str, np.ndarray]) -> int:
     """``n_classes`` or one more than the largest label; checks every label is below it."""
     largest = max(int(y.max()) for y in labelled.values())
     if n_classes is None:
@@ -108,14 +105,14 @@ def _resolve_n_classes(n_classes, labelled: dict[str, np.ndarray]) -> int:
     return int(n_classes)
 
 
-def resolve_n_classes(y_train, y_test, n_classes: int | None = None) -> int:
+def _resolve_n_classes(y_train, y_test, *, n_classes: int | None = None) -> int:
     """Number of classes: ``n_classes``, or one more than the largest label in ``y_train`` and ``y_test``.
 
     Raises ``ValueError`` (naming the argument) for labels that are not 1-D,
     non-negative integers, or not below ``n_classes``.
     """
     labelled = {"y_train": _labels(y_train, "y_train"), "y_test": _labels(y_test, "y_test")}
-    return _resolve_n_classes(n_classes, labelled)
+    return _checked_n_classes(n_classes, labelled)
 
 
 def _prepare(I, name, y_train, y_test, n_classes):
@@ -128,7 +125,7 @@ def _prepare(I, name, y_train, y_test, n_classes):
         labelled["y_train"] = ytr
     yte = _labels(y_test, "y_test", a.shape[1], f"the columns of {name}")
     labelled["y_test"] = yte
-    return a, ytr, yte, _resolve_n_classes(n_classes, labelled)
+    return a, ytr, yte, _checked_n_classes(n_classes, labelled)
 
 
 # ----------------------------------------------------------------------------
@@ -136,7 +133,7 @@ def _prepare(I, name, y_train, y_test, n_classes):
 
 
 @dataclass(frozen=True)
-class ClassSums:
+class _ClassSums:
     """Per-class aggregates of an influence matrix ``I`` (``n_train x n_test``).
 
     Attributes
@@ -154,7 +151,7 @@ class ClassSums:
     n_test : int
         Number of validation samples ``m``.
 
-    A part is None when :func:`class_sums` was asked not to compute it.
+    A part is None when :func:`_class_sums` was asked not to compute it.
     ``neg + pos`` is ``sum_{j in J_c} I[i, j]``.
     """
 
@@ -171,7 +168,7 @@ class ClassSums:
             value = getattr(self, part)
             if value is not None:
                 return value.shape[0]
-        raise ValueError("this ClassSums holds no part")
+        raise ValueError("this _ClassSums holds no part")
 
     @property
     def n_classes(self) -> int:
@@ -180,7 +177,7 @@ class ClassSums:
     def _need(self, *parts: str) -> None:
         missing = [p for p in parts if getattr(self, p) is None]
         if missing:
-            raise ValueError(f"these class sums lack {missing}; compute them with class_sums(..., parts=...)")
+            raise ValueError(f"these class sums lack {missing}; compute them with _class_sums(..., parts=...)")
 
     def counterfactual_labels(self) -> np.ndarray:
         """NIL-opt label ``c*[i] = argmin_c N_c[i]`` (int64, shape (n_train,)).
@@ -219,7 +216,7 @@ def _onehot(y_test: np.ndarray, n_classes: int, dtype) -> np.ndarray:
     return onehot
 
 
-def _sums(a: np.ndarray, name: str, y_test: np.ndarray, n_classes: int, parts, chunk_elements: int) -> ClassSums:
+def _sums(a: np.ndarray, name: str, y_test: np.ndarray, n_classes: int, parts, chunk_elements: int) -> _ClassSums:
     """One pass over the rows of ``a`` computing the requested per-class sums."""
     unknown = set(parts) - set(_PARTS)
     if unknown or not parts:
@@ -253,13 +250,13 @@ def _sums(a: np.ndarray, name: str, y_test: np.ndarray, n_classes: int, parts, c
         if p in out and not np.isfinite(out[p]).all():
             raise ValueError(f"{name} contains NaN or infinite values (or values whose sums overflow)")
     present = np.bincount(y_test, minlength=n_classes) > 0
-    return ClassSums(
+    return _ClassSums(
         neg=out.get("neg"), pos=out.get("pos"), n_pos=out.get("n_pos"), n_neg=out.get("n_neg"),
         present=present, n_test=m,
     )
 
 
-def class_sums(I, y_test, n_classes: int | None = None, *, parts=_PARTS, name: str = "I") -> ClassSums:
+def _class_sums(I, y_test, *, n_classes: int | None = None, parts=_PARTS, name: str = "I") -> _ClassSums:
     """Per-class sums of ``neg(I)``, ``pos(I)`` and the signs of ``I``, in one pass.
 
     Parameters
@@ -270,23 +267,23 @@ def class_sums(I, y_test, n_classes: int | None = None, *, parts=_PARTS, name: s
         Validation labels.
     n_classes : int, optional
         Default ``max(y_test) + 1``.
-    parts : sequence of str, keyword-only
+    parts : sequence of str
         Which of ``"neg"``, ``"pos"``, ``"n_pos"``, ``"n_neg"`` to compute
         (default all); each costs one product of a row chunk with the one-hot
         ``n_test x n_classes`` matrix.
-    name : str, keyword-only
+    name : str
         Name of the matrix in error messages.
 
     Returns
     -------
-    ClassSums
+    _ClassSums
         float64 arrays of shape (n_train, n_classes).
     """
     a, _, yte, c = _prepare(I, name, None, y_test, n_classes)
     return _sums(a, name, yte, c, tuple(parts), _CHUNK_ELEMENTS)
 
 
-def _row_sums(I, name: str, parts) -> ClassSums:
+def _row_sums(I, name: str, parts) -> _ClassSums:
     """Class sums with every validation sample in one class (label-free signals)."""
     a = _matrix(I, name)
     return _sums(a, name, np.zeros(a.shape[1], dtype=np.int64), 1, parts, _CHUNK_ELEMENTS)
@@ -300,35 +297,35 @@ def _at_label(values: np.ndarray, y: np.ndarray) -> np.ndarray:
 # scores from class sums (shared by the single-signal functions and the table)
 
 
-def _mi(s: ClassSums) -> np.ndarray:
+def _mi(s: _ClassSums) -> np.ndarray:
     return (s.neg + s.pos).sum(axis=1)
 
 
-def _mai(s: ClassSums) -> np.ndarray:
+def _mai(s: _ClassSums) -> np.ndarray:
     return (s.pos - s.neg).sum(axis=1)
 
 
-def _mpi(s: ClassSums) -> np.ndarray:
+def _mpi(s: _ClassSums) -> np.ndarray:
     return s.pos.sum(axis=1)
 
 
-def _nil(s: ClassSums, y_train: np.ndarray) -> np.ndarray:
+def _nil(s: _ClassSums, y_train: np.ndarray) -> np.ndarray:
     return 0.0 - _at_label(s.neg, y_train)  # 0.0 - x turns -0.0 into 0.0
 
 
-def _nil_opt(s: ClassSums) -> np.ndarray:
+def _nil_opt(s: _ClassSums) -> np.ndarray:
     return 0.0 - s.neg.min(axis=1)
 
 
-def _gd_class(s: ClassSums) -> np.ndarray:
+def _gd_class(s: _ClassSums) -> np.ndarray:
     return 0.0 - (s.neg + s.pos).min(axis=1)
 
 
-def _cnci(s_cf: ClassSums, y_train: np.ndarray) -> np.ndarray:
+def _cnci(s_cf: _ClassSums, y_train: np.ndarray) -> np.ndarray:
     return _at_label(s_cf.neg, y_train) + 0.0
 
 
-def _pcid(s: ClassSums, s_b: ClassSums) -> np.ndarray:
+def _pcid(s: _ClassSums, s_b: _ClassSums) -> np.ndarray:
     mpi_ = s.pos.sum(axis=1)
     distance = np.abs(s.pos - s_b.pos).max(axis=1)
     with np.errstate(over="ignore"):
@@ -421,7 +418,7 @@ def mpi(I) -> np.ndarray:
     return _mpi(_row_sums(I, "I", ("pos",)))
 
 
-def nil(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
+def nil(I, y_train, y_test, *, n_classes: int | None = None) -> np.ndarray:
     """Negative influence on the own label ``NIL[i] = -sum_{j in J_{y_i}} neg(I[i, j])``; higher = more suspicious.
 
     Parameters
@@ -443,7 +440,7 @@ def nil(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
     return _nil(_sums(a, "I", yte, c, ("neg",), _CHUNK_ELEMENTS), ytr)
 
 
-def nil_opt(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
+def nil_opt(I, y_train, y_test, *, n_classes: int | None = None) -> np.ndarray:
     """``NIL-opt[i] = -min_c N_c[i]``, ``N_c[i] = sum_{j in J_c} neg(I[i, j])``; higher = more suspicious.
 
     The class the sample hurts most; its label is :func:`counterfactual_labels`.
@@ -467,7 +464,7 @@ def nil_opt(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
     return _nil_opt(_sums(a, "I", yte, c, ("neg",), _CHUNK_ELEMENTS))
 
 
-def slip(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
+def slip(I, y_train, y_test, *, n_classes: int | None = None) -> np.ndarray:
     """``#SLIP[i] = |{j in J_{y_i}: I[i, j] > 0}|``; higher = more suspicious by SPEC.md (though high = helpful).
 
     Parameters
@@ -489,7 +486,7 @@ def slip(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
     return _at_label(_sums(a, "I", yte, c, ("n_pos",), _CHUNK_ELEMENTS).n_pos, ytr)
 
 
-def slin(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
+def slin(I, y_train, y_test, *, n_classes: int | None = None) -> np.ndarray:
     """``#SLIN[i] = |{j in J_{y_i}: I[i, j] < 0}|``; higher = more suspicious.
 
     Parameters
@@ -509,7 +506,7 @@ def slin(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
     return _at_label(_sums(a, "I", yte, c, ("n_neg",), _CHUNK_ELEMENTS).n_neg, ytr)
 
 
-def gd_class(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
+def gd_class(I, y_train, y_test, *, n_classes: int | None = None) -> np.ndarray:
     """``GD-class[i] = -min_c sum_{j in J_c} I[i, j]``; higher = more suspicious.
 
     A class absent from validation contributes a zero sum to the minimum
@@ -534,7 +531,7 @@ def gd_class(I, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
     return _gd_class(_sums(a, "I", yte, c, ("neg", "pos"), _CHUNK_ELEMENTS))
 
 
-def cnci(I_cf, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
+def cnci(I_cf, y_train, y_test, *, n_classes: int | None = None) -> np.ndarray:
     """``CNCI[i] = sum_{j in J_{y_i}} neg(I*[i, j])`` (<= 0); higher (nearer 0) = more suspicious.
 
     ``I*`` is the influence matrix recomputed at the last checkpoint with the
@@ -561,7 +558,7 @@ def cnci(I_cf, y_train, y_test, n_classes: int | None = None) -> np.ndarray:
     return _cnci(_sums(a, "I_cf", yte, c, ("neg",), _CHUNK_ELEMENTS), ytr)
 
 
-def pcid(I, I_b, y_test, n_classes: int | None = None) -> np.ndarray:
+def pcid(I, I_b, y_test, *, n_classes: int | None = None) -> np.ndarray:
     """``PCID[i] = 1 / (MPI[i] * max_c |P_c[i] - P^b_c[i]|)``; higher = more suspicious.
 
     ``P_c`` comes from ``I``, ``P^b_c`` from ``I_b``, the matrix recomputed at
@@ -629,7 +626,7 @@ def _ranks(cnci_scores, pcid_scores):
 
 
 def characterize(cnci_scores, pcid_scores) -> np.ndarray:
-    """Glitch type per sample: ``"mislabeled"`` if ``r_CNCI[i] > r_PCID[i]``, else ``"anomaly"``.
+    """Predicted kind of each sample: ``"mislabeled"`` if ``r_CNCI[i] > r_PCID[i]``, else ``"anomaly"``.
 
     SPEC.md section 4 (CFRank); the same ranks as :func:`cfrank`. Meaningful
     for the samples that CFRank flags.
@@ -643,15 +640,14 @@ def characterize(cnci_scores, pcid_scores) -> np.ndarray:
     numpy.ndarray of str, shape (n_train,)
     """
     r_c, r_p = _ranks(cnci_scores, pcid_scores)
-    return np.where(r_c > r_p, "mislabeled", "anomaly")
+    return np.where(r_c > r_p, MISLABELED, ANOMALY)
 
 
-def counterfactual_labels(I, y_test, n_classes: int | None = None) -> np.ndarray:
+def counterfactual_labels(I, y_test, *, n_classes: int | None = None) -> np.ndarray:
     """NIL-opt's label ``c*[i] = argmin_c N_c[i]``: CNCI's counterfactual and the repair suggestion.
 
-    Ties: a class with validation samples first, then the lower class index
-    (see :meth:`ClassSums.counterfactual_labels`); ``c*`` is always a class
-    present in ``y_test``.
+    Ties: a class with validation samples first, then the lower class index;
+    ``c*`` is always a class present in ``y_test``.
 
     Parameters
     ----------
@@ -664,14 +660,13 @@ def counterfactual_labels(I, y_test, n_classes: int | None = None) -> np.ndarray
     -------
     numpy.ndarray of int64, shape (n_train,)
     """
-    return class_sums(I, y_test, n_classes, parts=("neg",)).counterfactual_labels()
+    return _class_sums(I, y_test, n_classes=n_classes, parts=("neg",)).counterfactual_labels()
 
 
-def second_best_labels(I, y_test, n_classes: int | None = None) -> np.ndarray:
+def second_best_labels(I, y_test, *, n_classes: int | None = None) -> np.ndarray:
     """PCID's label ``b[i]``: the class with the second largest ``P_c[i] = sum_{j in J_c} pos(I[i, j])``.
 
-    Ties: a class with validation samples first, then the lower class index
-    (see :meth:`ClassSums.second_best_labels`).
+    Ties: a class with validation samples first, then the lower class index.
 
     Parameters
     ----------
@@ -684,20 +679,21 @@ def second_best_labels(I, y_test, n_classes: int | None = None) -> np.ndarray:
     -------
     numpy.ndarray of int64, shape (n_train,)
     """
-    return class_sums(I, y_test, n_classes, parts=("pos",)).second_best_labels()
+    return _class_sums(I, y_test, n_classes=n_classes, parts=("pos",)).second_best_labels()
 
 
-def signals_from_class_sums(self_influence, sums: ClassSums, cf_sums: ClassSums, b_sums: ClassSums, y_train) -> dict:
+def _signals_from_class_sums(self_influence, sums: _ClassSums, cf_sums: _ClassSums, b_sums: _ClassSums,
+                             y_train) -> dict:
     """Every signal of :data:`SIGNALS` from precomputed class sums.
 
     Parameters
     ----------
     self_influence : array-like, shape (n_train,)
-    sums : ClassSums
+    sums : _ClassSums
         All four parts of ``I``.
-    cf_sums : ClassSums
+    cf_sums : _ClassSums
         At least ``neg`` of ``I*`` (labels ``sums.counterfactual_labels()``).
-    b_sums : ClassSums
+    b_sums : _ClassSums
         At least ``pos`` of ``I^b`` (labels ``sums.second_best_labels()``).
     y_train : array-like of int, shape (n_train,)
         Training labels as given.

@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _validation
-from .features import _atomic_save, tensor_sha256
+from .features import _atomic_save, _tensor_sha256
 
 __all__ = ["Checkpoint", "TrainResult", "fit", "evaluate_accuracy", "load_checkpoints"]
 
@@ -67,7 +67,7 @@ class TrainResult(NamedTuple):
         Columns ``epoch`` (1-based), ``train_loss`` (mean cross-entropy over the
         epoch's batches, weighted by batch size, in train mode), ``train_acc``
         (accuracy over the same batches, as they were trained), ``val_acc``
-        (accuracy on the validation set after the epoch, eval mode; NaN without one).
+        (accuracy on ``x_test``, ``y_test``, the validation set, after the epoch, eval mode; NaN without one).
     final_model : nn.Module
         The trained copy of the suffix, in eval mode, on the training device.
     """
@@ -98,7 +98,7 @@ def _state_sha(module: nn.Module) -> str:
     digest = hashlib.sha256()
     for key, value in module.state_dict().items():
         digest.update(key.encode())
-        digest.update(tensor_sha256(value).encode())
+        digest.update(_tensor_sha256(value).encode())
     return digest.hexdigest()
 
 
@@ -137,8 +137,8 @@ def load_checkpoints(checkpoint_dir: str | os.PathLike) -> list[Checkpoint]:
     return out
 
 
-def _check_inputs(x_train, y_train, x_val, y_val) -> None:
-    for name, x in (("x_train", x_train), ("x_val", x_val)):
+def _check_inputs(x_train, y_train, x_test, y_test) -> None:
+    for name, x in (("x_train", x_train), ("x_test", x_test)):
         if x is not None and not isinstance(x, torch.Tensor):
             raise ValueError(f"{name} must be a torch tensor, got {type(x).__name__}")
         if x is not None and x.is_floating_point() and not bool(torch.isfinite(x).all()):
@@ -146,9 +146,9 @@ def _check_inputs(x_train, y_train, x_val, y_val) -> None:
     if len(x_train) != len(y_train) or len(x_train) == 0:
         raise ValueError(f"x_train ({len(x_train)}) and y_train ({len(y_train)}) need the same, "
                          "non-zero length.")
-    if (x_val is None) != (y_val is None) or (x_val is not None and len(x_val) != len(y_val)):
-        raise ValueError("x_val and y_val must both be given (same length) or both be None.")
-    for name, y in (("y_train", y_train), ("y_val", y_val)):
+    if (x_test is None) != (y_test is None) or (x_test is not None and len(x_test) != len(y_test)):
+        raise ValueError("x_test and y_test must both be given (same length) or both be None.")
+    for name, y in (("y_train", y_train), ("y_test", y_test)):
         if y is not None and (not isinstance(y, torch.Tensor) or y.dtype != torch.int64):
             raise ValueError(f"{name} must be an int64 torch tensor of class indices.")
 
@@ -157,10 +157,10 @@ def fit(
     suffix: nn.Module,
     x_train: torch.Tensor,
     y_train: torch.Tensor,
-    x_val: torch.Tensor | None,
-    y_val: torch.Tensor | None,
-    settings,
+    x_test: torch.Tensor | None,
+    y_test: torch.Tensor | None,
     *,
+    settings,
     seed: int = 0,
     device: str | torch.device | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -178,10 +178,13 @@ def fit(
         ``glitchlib.features.compute_features`` (or images for an unfrozen model).
     y_train : torch.Tensor
         int64 ``(n_train,)`` labels as given (possibly noisy).
-    x_val, y_val : torch.Tensor or None
-        Clean validation set for ``val_acc``.
+    x_test, y_test : torch.Tensor or None
+        The clean held-out set (the library's test split, used for validation):
+        inputs as ``x_train`` and int64 labels; the accuracy on it after every epoch
+        is the history's ``val_acc``.  It never influences training.
     settings : TrainSettings or mapping
-        ``lr`` (a finite number > 0), ``batch_size`` and ``epochs`` (integers >= 1),
+        Keyword-only, like every option of the library: ``lr`` (a finite
+        number > 0), ``batch_size`` and ``epochs`` (integers >= 1),
         any numeric type, checked by value.  SGD has no momentum and no weight
         decay; the learning rate is constant and stored in every checkpoint.
     seed : int
@@ -214,7 +217,7 @@ def fit(
         message names the field), a bad ``seed``, or a ``checkpoint_dir`` holding a run
         with other inputs, settings, seed or initial weights.
     """
-    _check_inputs(x_train, y_train, x_val, y_val)
+    _check_inputs(x_train, y_train, x_test, y_test)
     config = _settings_dict(settings)
     seed = _validation.as_seed(seed)
     progress = _validation.as_bool(progress, "progress")
@@ -223,8 +226,8 @@ def fit(
     fingerprint = {
         "settings": {k: config[k] for k in ("lr", "batch_size")},
         "seed": seed,
-        "x_train": tensor_sha256(x_train),
-        "y_train": tensor_sha256(y_train),
+        "x_train": _tensor_sha256(x_train),
+        "y_train": _tensor_sha256(y_train),
         "initial_suffix": _state_sha(model),
     }
     params = [p for p in model.parameters() if p.requires_grad]
@@ -233,11 +236,11 @@ def fit(
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
-        return _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_val,
-                    y_val, device, checkpoint_dir, progress)
+        return _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_test,
+                    y_test, device, checkpoint_dir, progress)
 
 
-def _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_val, y_val,
+def _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_test, y_test,
          device, checkpoint_dir, progress) -> TrainResult:
     checkpoints: list[Checkpoint] = []
     rows: list[dict[str, float]] = []
@@ -263,8 +266,8 @@ def _run(model, optimizer, generator, fingerprint, config, x_train, y_train, x_v
             optimizer.step()
             loss_sum += float(loss.detach()) * len(index)
             correct += int((logits.detach().argmax(1) == yb).sum())
-        val_acc = float("nan") if x_val is None else evaluate_accuracy(
-            model, x_val, y_val, device=device, batch_size=max(512, batch_size))
+        val_acc = float("nan") if x_test is None else evaluate_accuracy(
+            model, x_test, y_test, device=device, batch_size=max(512, batch_size))
         rows.append({"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n,
                      "val_acc": val_acc})
         checkpoints.append(Checkpoint(_cpu_state(model), float(lr)))

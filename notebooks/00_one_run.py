@@ -56,8 +56,8 @@ import glitchlib as g
 
 # %%
 data = g.data.load(dataset)
-train_idx = g.data.stratified_indices(data.y_train.numpy(), n_train / len(data.y_train), seed)
-test_idx = g.data.stratified_indices(data.y_test.numpy(), n_test / len(data.y_test), seed)
+train_idx = g.data.stratified_indices(data.y_train.numpy(), fraction=n_train / len(data.y_train), seed=seed)
+test_idx = g.data.stratified_indices(data.y_test.numpy(), fraction=n_test / len(data.y_test), seed=seed)
 x_train, y_clean = data.x_train[train_idx], data.y_train[train_idx]
 x_test, y_test = data.x_test[test_idx], data.y_test[test_idx]
 Markdown(f"{len(x_train)} training and {len(x_test)} validation images of shape "
@@ -102,7 +102,7 @@ Markdown(f"Data: `{data.source}`, seed {seed}. Weights: `{model.weights_id}` (fr
 
 # %%
 train_settings = g.settings.training_settings(dataset, model_name)
-fit = g.train.fit(model.suffix, f_train, y_train, f_test, y_test, train_settings, seed=seed, progress=False)
+fit = g.train.fit(model.suffix, f_train, y_train, f_test, y_test, settings=train_settings, seed=seed, progress=False)
 fit.history.round(3).set_index("epoch").T
 
 # %% [markdown]
@@ -118,7 +118,7 @@ fit.history.round(3).set_index("epoch").T
 # sample $z'_j$. `TracIn` computes both in one pass over the checkpoints.
 
 # %%
-engine = g.influence.TracIn(model.suffix, fit.checkpoints, model.influence_layers)
+engine = g.influence.TracIn(model.suffix, fit.checkpoints, layers=model.influence_layers)
 I, SI = engine.train_test_and_self_influence(f_train, y_train, f_test, y_test)
 Markdown(f"$I$ is {I.shape[0]} x {I.shape[1]} over {engine.n_checkpoints} checkpoints; "
          f"{(I > 0).float().mean():.0%} of its entries are positive.")

@@ -102,8 +102,8 @@ Markdown("Models measured: " + ", ".join(f"`{c.dataset}` · `{c.model}`" for c i
 records = {}
 for cell in cells:
     spec = cost.TrainingCostSettings.from_experiment(cell, sample=timing_sample)
-    records[cell.model] = cost.stored_benchmark(store, "training-cost", spec.to_dict(),
-                                                lambda: cost.measure_training_cost(spec),
+    records[cell.model] = cost.stored_benchmark(store, "training-cost", settings=spec.to_dict(),
+                                                compute=lambda: cost.measure_training_cost(spec),
                                                 recompute=recompute_costs, compute_missing=compute_missing)
 measured = {model: r["result"] for model, r in records.items()}
 pd.DataFrame({model: {**r["result"], "machine": r["environment"]["machine"],
@@ -119,7 +119,7 @@ pd.DataFrame({model: {**r["result"], "machine": r["environment"]["machine"],
 # waiting for one of its cores).
 
 # %%
-cost.t1_to_t4_table(timings, runs, measured, cells)
+cost.t1_to_t4_table(timings, runs, measured, cells=cells)
 
 # %% [markdown]
 # **Reading the share.** The paper's 8 % is detection over training *the paper's
@@ -156,7 +156,7 @@ fig = report.plot_stages(timings)
 
 # %%
 head = torch.nn.Linear(1280, 10)
-engine = g.influence.TracIn(head, [(head.state_dict(), 0.1)] * 4, [""], progress=False)
+engine = g.influence.TracIn(head, [(head.state_dict(), 0.1)] * 4, layers=[""], progress=False)
 x, y = torch.randn(2500, 1280), torch.randint(0, 10, (2500,))
 matrix, seconds = cost.timed(lambda: engine.train_test(x[:2000], y[:2000], x[2000:], y[2000:]))
 Markdown(f"A {matrix.shape[0]:,} x {matrix.shape[1]:,} matrix in {seconds:.2f} s.")
@@ -174,8 +174,8 @@ Markdown(f"A {matrix.shape[0]:,} x {matrix.shape[1]:,} matrix in {seconds:.2f} s
 # $m$ = 10,000).
 
 # %%
-scaling = cost.stored_benchmark(store, "influence-scaling", cost.BOOK_SCALING.to_dict(),
-                                lambda: cost.run_scaling(cost.BOOK_SCALING).to_dict("records"),
+scaling = cost.stored_benchmark(store, "influence-scaling", settings=cost.BOOK_SCALING.to_dict(),
+                                compute=lambda: cost.run_scaling(cost.BOOK_SCALING).to_dict("records"),
                                 recompute=recompute_costs, compute_missing=compute_missing)
 sweep = pd.DataFrame(scaling["result"])
 env = scaling["environment"]

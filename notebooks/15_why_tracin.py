@@ -83,7 +83,7 @@ pd.DataFrame([s.to_dict() for s in cells])
 # matrix from the results store) and correlate the rows.
 
 # %%
-studies = [loo_study.run_study(s, results_dir, compute=compute_missing, n_jobs=n_jobs) for s in cells]
+studies = [loo_study.run_study(s, results_dir=results_dir, compute=compute_missing, n_jobs=n_jobs) for s in cells]
 
 # %% [markdown]
 # The numbers on this page come from:

@@ -69,7 +69,8 @@ names = [data.class_names[c].replace("/", "-") for c in classes]
 # %%
 folder = Path(results_dir) / "own_images" / "folder"
 shutil.rmtree(folder, ignore_errors=True)
-files = [str(Path(f).resolve()) for f in g.data.folders.write_image_folder(data.x_train[chosen], noise.y, names, folder)]
+written = g.data.folders.write_image_folder(data.x_train[chosen], noise.y, class_names=names, path=folder)
+files = [str(Path(f).resolve()) for f in written]
 misfiled = {f for f, wrong in zip(files, noise.mask) if wrong}
 Markdown(f"{len(files)} images in {len(names)} class folders under `{folder}`; "
          f"{len(misfiled)} of them misfiled (data: embedded {dataset}, seed {seed}).")
@@ -89,7 +90,7 @@ Markdown(f"{len(files)} images in {len(names)} class folders under `{folder}`; "
 # the influence matrices and every signal (SPEC sections 3 and 4).
 
 # %%
-result = g.scan.scan_folder(folder, Path(results_dir) / "own_images" / "scan",
+result = g.scan.scan_folder(folder, out=Path(results_dir) / "own_images" / "scan",
                             ratio_hint=misfiled_ratio, seed=seed, progress=False)
 Markdown(f"{len(result.suspects)} training images, validation accuracy {result.val_acc:.3f}; "
          f"output in `{result.out}`.")

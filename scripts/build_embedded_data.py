@@ -96,8 +96,8 @@ def build_fmnist(directory: Path) -> dict[str, np.ndarray]:
     test_x, test_y = _files.read_idx_split(directory, "test")
     assert train_x.shape == (60000, 28, 28) and test_x.shape == (10000, 28, 28)
     # The same draw as glitchlib.data.load("fmnist", seed=0, root=directory).
-    train_index = stratified_indices(train_y, FRACTION, SEED)
-    test_index = stratified_indices(test_y, FRACTION, SEED)
+    train_index = stratified_indices(train_y, fraction=FRACTION, seed=SEED)
+    test_index = stratified_indices(test_y, fraction=FRACTION, seed=SEED)
     pool_index = np.setdiff1d(np.arange(len(test_y)), test_index)
     assert per_class(train_y[train_index]) == [600] * 10
     assert per_class(test_y[test_index]) == [100] * 10
@@ -112,8 +112,8 @@ def build_fmnist(directory: Path) -> dict[str, np.ndarray]:
         "rows": f"0..{n_train - 1}: the training subset (official train split, "
                 f"source_index = position there); {n_train}..{n_train + len(test_y) - 1}: "
                 "the whole official test split in its order",
-        "train": f"stratified_indices(train labels, {FRACTION}, seed={SEED})",
-        "test": f"stratified_indices(test labels, {FRACTION}, seed={SEED})",
+        "train": f"stratified_indices(train labels, fraction={FRACTION}, seed={SEED})",
+        "test": f"stratified_indices(test labels, fraction={FRACTION}, seed={SEED})",
         "pool": "test split minus the validation subset",
         "seed": SEED,
     }
@@ -307,7 +307,7 @@ Source: Debian package `dataset-fashion-mnist`, files under
 |---|---|
 {sources('fmnist')}
 
-* **train**: `glitchlib.data.stratified_indices(train_labels, 0.1, seed=0)` on the
+* **train**: `glitchlib.data.stratified_indices(train_labels, fraction=0.1, seed=0)` on the
   official 60,000-image train split, the draw that
   `glitchlib.data.load("fmnist", seed=0, root=...)` makes from the same files.
 * **test** (validation): the same on the official 10,000-image test split.

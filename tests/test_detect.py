@@ -133,7 +133,7 @@ def test_planted_glitches_are_found_and_repaired():
     # CNCI puts the mislabeled sample among the top 3 (the anomaly, helping nobody, is also near zero)
     assert rank(scores["cnci"])[mislabeled] >= n - 3
     assert report.suggested_labels[mislabeled] == 0  # its true class
-    assert top_k(scores["pcid"], 1)[0] == anomaly
+    assert top_k(scores["pcid"], k=1)[0] == anomaly
     assert scores["cfrank"][anomaly] == n - 1
     assert scores["cfrank"][mislabeled] >= n - 3
     assert report.characterization[anomaly] == "anomaly"

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from glitchlib.influence import GaussianProjector, IdentityProjector, TracIn, resolve_layers
+from glitchlib.influence import TracIn
+from glitchlib.influence.layers import resolve_layers
+from glitchlib.influence.projection import GaussianProjector, IdentityProjector
 from glitchlib.influence.gradients import Factors, batched_gradients, flat_gradients
 
 TOL = 1e-4
@@ -157,7 +159,7 @@ CONV_LAYERS = ["conv", "block.0", "fc1", "fc2"]
 def test_matches_brute_force_conv_bn_linear(conv_case, dtype, tol):
     model, checkpoints, x, y, xt, yt = conv_case
     ref_i, ref_si = brute_force(ConvNet, checkpoints, CONV_PARAMS, x, y, xt, yt)
-    engine = TracIn(model, checkpoints, CONV_LAYERS, dtype=dtype, progress=False)
+    engine = TracIn(model, checkpoints, layers=CONV_LAYERS, dtype=dtype, progress=False)
     influence = engine.train_test(x, y, xt, yt)
     assert influence.shape == (12, 7) and influence.dtype == dtype and influence.device.type == "cpu"
     assert rel_err(influence, ref_i) <= tol
@@ -171,7 +173,7 @@ def test_head_only_matches_brute_force_and_shares_activations():
     x, xt = torch.randn(20, 16, generator=gen), torch.randn(9, 16, generator=gen)
     y, yt = torch.randint(0, 4, (20,), generator=gen), torch.randint(0, 4, (9,), generator=gen)
     ref_i, ref_si = brute_force(lambda: nn.Linear(16, 4), checkpoints, ["weight", "bias"], x, y, xt, yt)
-    engine = TracIn(head, checkpoints, [""], dtype=torch.float64, progress=False)
+    engine = TracIn(head, checkpoints, layers=[""], dtype=torch.float64, progress=False)
     assert rel_err(engine.train_test(x, y, xt, yt), ref_i) <= 1e-10
     assert rel_err(engine.self_influence(x, y), ref_si) <= 1e-10
     factors = engine._factors(engine._plan(x), x, y)
@@ -186,7 +188,7 @@ def test_conv_variants_match_brute_force_and_torch_func():
     y, yt = torch.randint(0, 3, (9,), generator=gen), torch.randint(0, 3, (5,), generator=gen)
     names = ["c1.weight", "c1.bias", "c2.weight", "c2.bias", "c3.weight", "fc.weight", "fc.bias"]
     ref_i, ref_si = brute_force(OddConvNet, checkpoints, names, x, y, xt, yt)
-    engine = TracIn(model, checkpoints, None, dtype=torch.float64, progress=False)
+    engine = TracIn(model, checkpoints, layers=None, dtype=torch.float64, progress=False)
     plan = engine._plan(x)
     assert [layer.name for layer in plan.hooked] == ["c1", "c2", "c3"]
     assert rel_err(engine.train_test(x, y, xt, yt), ref_i) <= 1e-10
@@ -206,7 +208,7 @@ def test_sequence_and_reused_linear():
     y, yt = torch.randint(0, 3, (10,), generator=gen), torch.randint(0, 3, (6,), generator=gen)
     names = [f"{m}.{p}" for m in ("tok", "mix", "proj", "head") for p in ("weight", "bias")]
     ref_i, ref_si = brute_force(SequenceNet, checkpoints, names, x, y, xt, yt)
-    engine = TracIn(model, checkpoints, None, dtype=torch.float64, progress=False)
+    engine = TracIn(model, checkpoints, layers=None, dtype=torch.float64, progress=False)
     plan = engine._plan(x)
     assert [layer.name for layer in plan.closed_form] == ["head"]
     assert [layer.name for layer in plan.hooked] == ["tok", "mix"]
@@ -248,7 +250,7 @@ def test_matches_captum_tracincp(conv_case, tmp_path):
     )
     ref_i = captum.influence((xt, yt), k=None).T  # captum: test x train
     ref_si = captum.self_influence((x, y))
-    engine = TracIn(model, checkpoints, CONV_LAYERS, progress=False)
+    engine = TracIn(model, checkpoints, layers=CONV_LAYERS, progress=False)
     assert rel_err(engine.train_test(x, y, xt, yt), ref_i) <= TOL
     assert rel_err(engine.self_influence(x, y), ref_si) <= TOL
 
@@ -266,7 +268,7 @@ def test_matches_captum_tracincp_fast_weights_only(conv_case, tmp_path):
         loss_fn=nn.CrossEntropyLoss(reduction="sum"),
         batch_size=5,
     )
-    engine = TracIn(model, checkpoints, ["fc2"], bias=False, progress=False)
+    engine = TracIn(model, checkpoints, layers=["fc2"], bias=False, progress=False)
     assert rel_err(engine.train_test(x, y, xt, yt), captum.influence((xt, yt), k=None).T) <= TOL
     assert rel_err(engine.self_influence(x, y), captum.self_influence((x, y))) <= TOL
 
@@ -274,13 +276,13 @@ def test_matches_captum_tracincp_fast_weights_only(conv_case, tmp_path):
 # ---------------------------------------------------------------------- invariants
 def test_self_influence_is_diagonal(conv_case):
     model, checkpoints, x, y, *_ = conv_case
-    engine = TracIn(model, checkpoints, CONV_LAYERS, progress=False)
+    engine = TracIn(model, checkpoints, layers=CONV_LAYERS, progress=False)
     assert rel_err(torch.diag(engine.train_test(x, y, x, y)), engine.self_influence(x, y)) <= TOL
 
 
 def test_train_test_and_self_influence_in_one_pass(conv_case):
     model, checkpoints, x, y, xt, yt = conv_case
-    engine = TracIn(model, checkpoints, CONV_LAYERS, chunk_size=5, test_chunk_size=4, progress=False)
+    engine = TracIn(model, checkpoints, layers=CONV_LAYERS, chunk_size=5, test_chunk_size=4, progress=False)
     influence, self_inf = engine.train_test_and_self_influence(x, y, xt, yt)
     assert torch.equal(influence, engine.train_test(x, y, xt, yt))
     assert rel_err(self_inf, engine.self_influence(x, y)) <= 1e-6
@@ -288,10 +290,10 @@ def test_train_test_and_self_influence_in_one_pass(conv_case):
 
 def test_learning_rates_weight_checkpoints(conv_case):
     model, checkpoints, x, y, xt, yt = conv_case
-    full = TracIn(model, checkpoints[:2], CONV_LAYERS, dtype=torch.float64, progress=False)
-    parts = [TracIn(model, [c], CONV_LAYERS, dtype=torch.float64, progress=False) for c in checkpoints[:2]]
+    full = TracIn(model, checkpoints[:2], layers=CONV_LAYERS, dtype=torch.float64, progress=False)
+    parts = [TracIn(model, [c], layers=CONV_LAYERS, dtype=torch.float64, progress=False) for c in checkpoints[:2]]
     assert rel_err(full.train_test(x, y, xt, yt), sum(p.train_test(x, y, xt, yt) for p in parts)) <= 1e-10
-    scaled = TracIn(model, [(s, 3.0 * lr) for s, lr in checkpoints[:2]], CONV_LAYERS, dtype=torch.float64,
+    scaled = TracIn(model, [(s, 3.0 * lr) for s, lr in checkpoints[:2]], layers=CONV_LAYERS, dtype=torch.float64,
                     progress=False)
     assert rel_err(scaled.train_test(x, y, xt, yt), 3.0 * full.train_test(x, y, xt, yt)) <= 1e-10
     assert rel_err(scaled.self_influence(x, y), 3.0 * full.self_influence(x, y)) <= 1e-10
@@ -299,10 +301,10 @@ def test_learning_rates_weight_checkpoints(conv_case):
 
 def test_last_checkpoint(conv_case):
     model, checkpoints, x, y, xt, yt = conv_case
-    engine = TracIn(model, checkpoints, CONV_LAYERS, progress=False)
+    engine = TracIn(model, checkpoints, layers=CONV_LAYERS, progress=False)
     last = engine.last_checkpoint()
     assert last.n_checkpoints == 1 and engine.n_checkpoints == 3
-    only = TracIn(model, checkpoints[-1:], CONV_LAYERS, progress=False)
+    only = TracIn(model, checkpoints[-1:], layers=CONV_LAYERS, progress=False)
     y_cf = (y + 1) % 3  # counterfactual labels
     assert rel_err(last.train_test(x, y_cf, xt, yt), only.train_test(x, y_cf, xt, yt)) <= 1e-6
 
@@ -315,8 +317,8 @@ def test_partial_state_dicts_and_caller_model_untouched(conv_case):
     partial = [({"fc2.weight": torch.randn(3, 8, generator=gen)}, 0.1),
                ({"fc2.weight": torch.randn(3, 8, generator=gen), "fc1.bias": torch.randn(8, generator=gen)}, 0.2)]
     full = [({**before, **state}, lr) for state, lr in partial]
-    a = TracIn(model, partial, CONV_LAYERS, dtype=torch.float64, progress=False)
-    b = TracIn(model, full, CONV_LAYERS, dtype=torch.float64, progress=False)
+    a = TracIn(model, partial, layers=CONV_LAYERS, dtype=torch.float64, progress=False)
+    b = TracIn(model, full, layers=CONV_LAYERS, dtype=torch.float64, progress=False)
     assert rel_err(a.train_test(x, y, xt, yt), b.train_test(x, y, xt, yt)) <= 1e-10
     assert model.training and all(p.requires_grad for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -324,17 +326,17 @@ def test_partial_state_dicts_and_caller_model_untouched(conv_case):
 
 def test_chunk_sizes_do_not_change_result(conv_case):
     model, checkpoints, x, y, xt, yt = conv_case
-    ref = TracIn(model, checkpoints, CONV_LAYERS, progress=False)
-    small = TracIn(model, checkpoints, CONV_LAYERS, chunk_size=5, test_chunk_size=3, progress=False)
+    ref = TracIn(model, checkpoints, layers=CONV_LAYERS, progress=False)
+    small = TracIn(model, checkpoints, layers=CONV_LAYERS, chunk_size=5, test_chunk_size=3, progress=False)
     assert rel_err(small.train_test(x, y, xt, yt), ref.train_test(x, y, xt, yt)) <= 1e-6
     assert rel_err(small.self_influence(x, y), ref.self_influence(x, y)) <= 1e-6
 
 
 def test_container_expands_to_leaves(conv_case):
     model, checkpoints, x, y, xt, yt = conv_case
-    assert [layer.name for layer in resolve_layers(model, ["block", "fc2"])] == ["block.0", "fc2"]
-    a = TracIn(model, checkpoints, ["block", "fc2"], progress=False)
-    b = TracIn(model, checkpoints, ["block.0", "fc2"], progress=False)
+    assert [layer.name for layer in resolve_layers(model, layers=["block", "fc2"])] == ["block.0", "fc2"]
+    a = TracIn(model, checkpoints, layers=["block", "fc2"], progress=False)
+    b = TracIn(model, checkpoints, layers=["block.0", "fc2"], progress=False)
     assert a.layers == ["block.0", "fc2"]
     assert torch.equal(a.train_test(x, y, xt, yt), b.train_test(x, y, xt, yt))
 
@@ -347,45 +349,45 @@ def test_identity_projector_is_a_no_op():
 
 def test_random_projection_is_seeded_and_unbiased(conv_case):
     model, checkpoints, x, y, xt, yt = conv_case
-    exact = TracIn(model, checkpoints, CONV_LAYERS, dtype=torch.float64, progress=False).train_test(x, y, xt, yt)
+    exact = TracIn(model, checkpoints, layers=CONV_LAYERS, dtype=torch.float64, progress=False).train_test(x, y, xt, yt)
     kwargs = dict(dtype=torch.float64, progress=False, projection_dim=2048)
-    a = TracIn(model, checkpoints, CONV_LAYERS, seed=1, **kwargs)
+    a = TracIn(model, checkpoints, layers=CONV_LAYERS, seed=1, **kwargs)
     proj = a.train_test(x, y, xt, yt)
-    assert torch.equal(proj, TracIn(model, checkpoints, CONV_LAYERS, seed=1, **kwargs).train_test(x, y, xt, yt))
-    assert not torch.equal(proj, TracIn(model, checkpoints, CONV_LAYERS, seed=2, **kwargs).train_test(x, y, xt, yt))
+    assert torch.equal(proj, TracIn(model, checkpoints, layers=CONV_LAYERS, seed=1, **kwargs).train_test(x, y, xt, yt))
+    assert not torch.equal(proj, TracIn(model, checkpoints, layers=CONV_LAYERS, seed=2, **kwargs).train_test(x, y, xt, yt))
     assert rel_err(proj, exact) < 0.2  # JL: spread ~ sqrt(2 / k) of the norms
     # checkpoints keep their own projection stream, also through last_checkpoint()
-    first = TracIn(model, checkpoints[:1], CONV_LAYERS, seed=1, **kwargs)
-    two = TracIn(model, checkpoints[:2], CONV_LAYERS, seed=1, **kwargs)
+    first = TracIn(model, checkpoints[:1], layers=CONV_LAYERS, seed=1, **kwargs)
+    two = TracIn(model, checkpoints[:2], layers=CONV_LAYERS, seed=1, **kwargs)
     total = first.train_test(x, y, xt, yt) + two.last_checkpoint().train_test(x, y, xt, yt)
     assert rel_err(two.train_test(x, y, xt, yt), total) <= 1e-10
 
 
 def test_gaussian_projector_validates_dim():
     with pytest.raises(ValueError, match=r"projection_dim=0: need an integer >= 1"):
-        GaussianProjector(0)
+        GaussianProjector(dim=0)
 
 
 # ----------------------------------------------------------------------- bad input
 def test_bad_inputs_raise_clear_errors(conv_case):
     model, checkpoints, x, y, xt, yt = conv_case
     with pytest.raises(ValueError, match=r"unknown layer name 'fc3'.*'fc1'"):
-        TracIn(model, checkpoints, ["fc3"])
+        TracIn(model, checkpoints, layers=["fc3"])
     with pytest.raises(ValueError, match="contains no Linear or Conv2d"):
-        TracIn(model, checkpoints, ["bn"])
+        TracIn(model, checkpoints, layers=["bn"])
     with pytest.raises(ValueError, match="layers is empty"):
-        TracIn(model, checkpoints, [])
+        TracIn(model, checkpoints, layers=[])
     with pytest.raises(ValueError, match="checkpoints is empty"):
-        TracIn(model, [], CONV_LAYERS)
+        TracIn(model, [], layers=CONV_LAYERS)
     with pytest.raises(ValueError, match="not in the model"):
-        TracIn(model, [({"suffix.fc2.weight": torch.zeros(3, 8)}, 0.1)], CONV_LAYERS)
+        TracIn(model, [({"suffix.fc2.weight": torch.zeros(3, 8)}, 0.1)], layers=CONV_LAYERS)
     with pytest.raises(ValueError, match="has shape"):
-        TracIn(model, [({"fc2.weight": torch.zeros(8, 3)}, 0.1)], CONV_LAYERS)
+        TracIn(model, [({"fc2.weight": torch.zeros(8, 3)}, 0.1)], layers=CONV_LAYERS)
     with pytest.raises(ValueError, match="learning rate"):
-        TracIn(model, [(checkpoints[0][0], "fast")], CONV_LAYERS)
+        TracIn(model, [(checkpoints[0][0], "fast")], layers=CONV_LAYERS)
     with pytest.raises(ValueError, match="dtype"):
-        TracIn(model, checkpoints, CONV_LAYERS, dtype=torch.float16)
-    engine = TracIn(model, checkpoints, CONV_LAYERS, progress=False)
+        TracIn(model, checkpoints, layers=CONV_LAYERS, dtype=torch.float16)
+    engine = TracIn(model, checkpoints, layers=CONV_LAYERS, progress=False)
     with pytest.raises(ValueError, match=r"label 3, outside \[0, 3\)"):
         engine.train_test(x, torch.full_like(y, 3), xt, yt)
     with pytest.raises(ValueError, match="label -1"):
@@ -400,7 +402,7 @@ def test_bad_inputs_raise_clear_errors(conv_case):
 
 def test_empty_inputs_give_empty_results(conv_case):
     model, checkpoints, x, y, xt, yt = conv_case
-    engine = TracIn(model, checkpoints, CONV_LAYERS, progress=False)
+    engine = TracIn(model, checkpoints, layers=CONV_LAYERS, progress=False)
     assert engine.train_test(x[:0], y[:0], xt, yt).shape == (0, 7)
     assert engine.self_influence(x[:0], y[:0]).shape == (0,)
 
@@ -411,11 +413,11 @@ def test_cuda_matches_cpu(conv_case):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     model, checkpoints, x, y, xt, yt = conv_case
-    cpu = TracIn(model, checkpoints, CONV_LAYERS, dtype=torch.float64, progress=False)
-    gpu = TracIn(model, checkpoints, CONV_LAYERS, device="cuda", dtype=torch.float64, progress=False)
+    cpu = TracIn(model, checkpoints, layers=CONV_LAYERS, dtype=torch.float64, progress=False)
+    gpu = TracIn(model, checkpoints, layers=CONV_LAYERS, device="cuda", dtype=torch.float64, progress=False)
     result = gpu.train_test(x, y, xt, yt)
     assert result.device.type == "cpu"
     assert rel_err(result, cpu.train_test(x, y, xt, yt)) <= 1e-10
     assert rel_err(gpu.self_influence(x, y), cpu.self_influence(x, y)) <= 1e-10
-    gpu32 = TracIn(model, checkpoints, CONV_LAYERS, device="cuda", progress=False)
+    gpu32 = TracIn(model, checkpoints, layers=CONV_LAYERS, device="cuda", progress=False)
     assert rel_err(gpu32.train_test(x, y, xt, yt), cpu.train_test(x, y, xt, yt)) <= TOL

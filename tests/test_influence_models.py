@@ -84,7 +84,7 @@ def test_tied_weights_load_from_the_models_own_state_dict_and_count_once():
     checkpoints = _checkpoints(model)
     assert "b.weight" in checkpoints[0][0]  # the state dict lists the tied name too
     x, y = torch.randn(7, 5, dtype=torch.float64), torch.randint(0, 3, (7,))
-    engine = TracIn(model, checkpoints, None, dtype=torch.float64, progress=False)
+    engine = TracIn(model, checkpoints, layers=None, dtype=torch.float64, progress=False)
     matrix, si = engine.train_test_and_self_influence(x, y, x[:4], y[:4])
     expected = _brute(model, checkpoints, x, y, x[:4], y[:4])
     assert torch.allclose(matrix, expected, atol=1e-12, rtol=1e-10)
@@ -96,7 +96,7 @@ def test_tied_weights_of_a_single_layer_take_the_gradient_of_every_use():
     model = Tied().double()
     checkpoints = _checkpoints(model, steps=1)
     x, y = torch.randn(6, 5, dtype=torch.float64), torch.randint(0, 3, (6,))
-    engine = TracIn(model, checkpoints, ["b"], dtype=torch.float64, progress=False)
+    engine = TracIn(model, checkpoints, layers=["b"], dtype=torch.float64, progress=False)
     state, lr = checkpoints[0]
     model.load_state_dict(state)
     rows = []
@@ -112,7 +112,7 @@ def test_tied_names_with_different_values_are_refused():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     state["b.weight"] = state["b.weight"] + 1
     with pytest.raises(ValueError, match="tied parameters 'a.weight' and 'b.weight' different values"):
-        TracIn(model, [(state, 0.1)], None, progress=False)
+        TracIn(model, [(state, 0.1)], layers=None, progress=False)
 
 
 def test_a_model_with_several_inputs_takes_a_tuple():
@@ -121,7 +121,7 @@ def test_a_model_with_several_inputs_takes_a_tuple():
     checkpoints = _checkpoints(model)
     image, tab = torch.randn(8, 2, 4, 4, dtype=torch.float64), torch.randn(8, 4, dtype=torch.float64)
     y = torch.randint(0, 3, (8,))
-    engine = TracIn(model, checkpoints, None, dtype=torch.float64, progress=False)
+    engine = TracIn(model, checkpoints, layers=None, dtype=torch.float64, progress=False)
     matrix, si = engine.train_test_and_self_influence((image, tab), y, (image[:3], tab[:3]), y[:3])
     expected = _brute(model, checkpoints, (image, tab), y, (image[:3], tab[:3]), y[:3])
     assert torch.allclose(matrix, expected, atol=1e-12, rtol=1e-10)
@@ -153,7 +153,7 @@ def test_several_inputs_agree_with_captum(tmp_path):
         loss_fn=nn.CrossEntropyLoss(reduction="none"), batch_size=3,
     )
     expected = captum.influence((image[:4], tab[:4], y[:4]), k=None).T
-    ours = TracIn(model, checkpoints, None, progress=False).train_test((image, tab), y, (image[:4], tab[:4]), y[:4])
+    ours = TracIn(model, checkpoints, layers=None, progress=False).train_test((image, tab), y, (image[:4], tab[:4]), y[:4])
     assert torch.allclose(ours, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -169,12 +169,12 @@ def test_wrapped_models_and_their_state_dicts(wrap):
     state = wrapped.state_dict()  # keys "module.a.weight" / "_orig_mod.a.weight"
     prefix = next(iter(state)).split(".")[0]
     x, y = torch.randn(5, 5, dtype=torch.float64), torch.randint(0, 3, (5,))
-    engine = TracIn(wrapped, [(state, 0.1)], [f"{prefix}.head"], dtype=torch.float64, progress=False)
+    engine = TracIn(wrapped, [(state, 0.1)], layers=[f"{prefix}.head"], dtype=torch.float64, progress=False)
     assert engine.layers == ["head"]
-    bare = TracIn(model, [(model.state_dict(), 0.1)], ["head"], dtype=torch.float64, progress=False)
+    bare = TracIn(model, [(model.state_dict(), 0.1)], layers=["head"], dtype=torch.float64, progress=False)
     assert torch.equal(engine.train_test(x, y, x, y), bare.train_test(x, y, x, y))
     # a state dict saved from the wrapper works with the bare model too
-    prefixed = TracIn(model, [(state, 0.1)], ["head"], dtype=torch.float64, progress=False)
+    prefixed = TracIn(model, [(state, 0.1)], layers=["head"], dtype=torch.float64, progress=False)
     assert torch.equal(prefixed.train_test(x, y, x, y), bare.train_test(x, y, x, y))
     del checkpoints
 
@@ -186,7 +186,7 @@ def test_wrapped_models_and_their_state_dicts(wrap):
 def test_learning_rates_are_finite_positive_numbers(lr, message):
     model = nn.Linear(3, 2)
     with pytest.raises(ValueError, match=r"checkpoints\[0\] " + message.replace("[", r"\[")):
-        TracIn(model, [(model.state_dict(), lr)], None, progress=False)
+        TracIn(model, [(model.state_dict(), lr)], layers=None, progress=False)
 
 
 def test_learning_rates_of_any_numeric_type():
@@ -194,7 +194,7 @@ def test_learning_rates_of_any_numeric_type():
 
     model = nn.Linear(3, 2)
     for lr in (np.float32(0.1), np.float64(0.1), torch.tensor(0.1), 1):
-        assert TracIn(model, [(model.state_dict(), lr)], None, progress=False).learning_rates[0] > 0
+        assert TracIn(model, [(model.state_dict(), lr)], layers=None, progress=False).learning_rates[0] > 0
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
@@ -203,8 +203,8 @@ def test_nan_weights_and_torchscript_are_refused_at_construction():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     state["weight"][0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"checkpoints\[0\]\['weight'\] contains NaN"):
-        TracIn(model, [(state, 0.1)], None, progress=False)
+        TracIn(model, [(state, 0.1)], layers=None, progress=False)
     with pytest.raises(ValueError, match="TorchScript"):
-        TracIn(torch.jit.script(model), [(model.state_dict(), 0.1)], None, progress=False)
+        TracIn(torch.jit.script(model), [(model.state_dict(), 0.1)], layers=None, progress=False)
     with pytest.raises(ValueError, match="chunk_size=True"):
-        TracIn(model, [(model.state_dict(), 0.1)], None, chunk_size=True, progress=False)
+        TracIn(model, [(model.state_dict(), 0.1)], layers=None, chunk_size=True, progress=False)

@@ -69,7 +69,7 @@ def test_influence_function_equals_the_closed_form_of_logistic_regression():
     x, y, xt, yt = toy()
     model = linear()
     state = {k: v + 0.1 for k, v in model.state_dict().items()}  # the checkpoint is used, not the model
-    got = InfluenceFunction(model, (state, 0.1), [""], damping=0.01).train_test(x, y, xt, yt)
+    got = InfluenceFunction(model, (state, 0.1), layers=[""], damping=0.01).train_test(x, y, xt, yt)
     want = closed_form_influence(state["weight"].numpy(), state["bias"].numpy(), x.numpy(), y.numpy(),
                                  xt.numpy(), yt.numpy(), 0.01)
     assert got.shape == (len(x), len(xt))
@@ -81,7 +81,7 @@ def test_influence_function_hessian_of_an_mlp_matches_autograd():
     with torch.random.fork_rng():
         torch.manual_seed(1)
         model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 3)).double()
-    engine = InfluenceFunction(model, model.state_dict(), ["2"])  # the last Linear only
+    engine = InfluenceFunction(model, model.state_dict(), layers=["2"])  # the last Linear only
     params = dict(model.named_parameters())
 
     def mean_loss(w, b):
@@ -98,19 +98,19 @@ def test_influence_function_sign_follows_tracin():
     """Positive self-pairs: a sample lowers its own loss (both estimates agree on sign of the diagonal)."""
     x, y, _, _ = toy(n=20)
     model = linear()
-    influence = InfluenceFunction(model, model.state_dict(), None).train_test(x, y, x, y)
+    influence = InfluenceFunction(model, model.state_dict(), layers=None).train_test(x, y, x, y)
     assert (influence.diagonal() > 0).all()
 
 
 def test_influence_function_refuses_too_many_parameters():
     model = nn.Linear(100, 10)
     with pytest.raises(ValueError, match="1010 parameters"):
-        InfluenceFunction(model, model.state_dict(), None, max_parameters=1000)
+        InfluenceFunction(model, model.state_dict(), layers=None, max_parameters=1000)
     with pytest.raises(ValueError, match="damping"):
-        InfluenceFunction(model, model.state_dict(), None, damping=-1.0)
+        InfluenceFunction(model, model.state_dict(), layers=None, damping=-1.0)
     x, y, xt, yt = toy()
     with pytest.raises(ValueError, match="y_test holds labels outside"):
-        InfluenceFunction(linear(), linear().state_dict(), None).train_test(x, y, xt, yt + 3)
+        InfluenceFunction(linear(), linear().state_dict(), layers=None).train_test(x, y, xt, yt + 3)
 
 
 def test_influence_function_reports_an_indefinite_hessian():
@@ -118,12 +118,12 @@ def test_influence_function_reports_an_indefinite_hessian():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 3)).double()
-    engine = InfluenceFunction(model, model.state_dict(), None, damping=0.001)
+    engine = InfluenceFunction(model, model.state_dict(), layers=None, damping=0.001)
     smallest = float(torch.linalg.eigvalsh(engine.hessian(x, y))[0])
     assert smallest < -0.01  # a non-convex model at its initial weights
     with pytest.raises(ValueError, match="not positive definite"):
         engine.train_test(x, y, xt, yt)
-    damped = InfluenceFunction(model, model.state_dict(), None, damping=0.001 - smallest)
+    damped = InfluenceFunction(model, model.state_dict(), layers=None, damping=0.001 - smallest)
     assert damped.train_test(x, y, xt, yt).isfinite().all()
 
 
@@ -144,7 +144,7 @@ def test_tracin_per_step_is_the_first_order_loss_change_of_sgd(lr):
             for p, g in zip(model.parameters(), grads):
                 p -= lr * g
             actual = before - F.cross_entropy(model(xt), yt, reduction="none")
-        engine = TracIn(linear(), [checkpoint], [""], dtype=torch.float64, progress=False)
+        engine = TracIn(linear(), [checkpoint], layers=[""], dtype=torch.float64, progress=False)
         estimate = engine.train_test(x[t:t + 1], y[t:t + 1], xt, yt)[0]
         assert float((estimate - actual).abs().max() / actual.abs().max()) < 5 * lr
 
@@ -181,56 +181,56 @@ def test_retraining_without_a_sample_is_bit_for_bit_an_independent_retraining():
     x, y, _, _ = toy(n=30)
     model = linear()
     for remove in (0, 17, 29):
-        got = loor.retrain(model, x, y, SETTINGS, seed=3, remove=remove)
+        got = loor.retrain(model, x, y, settings=SETTINGS, seed=3, remove=remove)
         want = independent_retraining(model, x, y, 0.2, 8, 3, 3, remove)
         for a, b in zip(got.parameters(), want.parameters()):
             assert torch.equal(a, b)
-    other = loor.retrain(model, x, y, SETTINGS, seed=3, remove=5)
+    other = loor.retrain(model, x, y, settings=SETTINGS, seed=3, remove=5)
     assert not torch.equal(other.weight, want.weight)
 
 
 def test_retraining_on_every_sample_is_fit_bit_for_bit():
     x, y, _, _ = toy(n=30)
     model = linear()
-    fitted = train.fit(model, x, y, None, None, SETTINGS, seed=3, progress=False).final_model
-    again = loor.retrain(model, x, y, SETTINGS, seed=3)
+    fitted = train.fit(model, x, y, None, None, settings=SETTINGS, seed=3, progress=False).final_model
+    again = loor.retrain(model, x, y, settings=SETTINGS, seed=3)
     assert all(torch.equal(a, b) for a, b in zip(fitted.state_dict().values(), again.state_dict().values()))
 
 
 def test_leave_one_out_matrix_and_determinism():
     x, y, xt, yt = toy(n=20, m=7)
     model = linear()
-    result = loor.leave_one_out(model, x, y, xt, yt, SETTINGS, seed=1, indices=[2, 9], n_jobs=1, progress=False)
-    full = loor.sample_losses(loor.retrain(model, x, y, SETTINGS, seed=1), xt, yt)
-    without = loor.sample_losses(loor.retrain(model, x, y, SETTINGS, seed=1, remove=9), xt, yt)
+    result = loor.leave_one_out(model, x, y, xt, yt, settings=SETTINGS, seed=1, indices=[2, 9], n_jobs=1, progress=False)
+    full = loor._sample_losses(loor.retrain(model, x, y, settings=SETTINGS, seed=1), xt, yt)
+    without = loor._sample_losses(loor.retrain(model, x, y, settings=SETTINGS, seed=1, remove=9), xt, yt)
     np.testing.assert_array_equal(result.losses, full)
     np.testing.assert_array_equal(result.matrix[1], without - full)
     assert result.matrix.shape == (2, 7) and list(result.indices) == [2, 9]
 
-    every = loor.leave_one_out(model, x, y, xt, yt, SETTINGS, seed=1, n_jobs=1, progress=False)
-    again = loor.leave_one_out(model, x, y, xt, yt, SETTINGS, seed=1, n_jobs=2, progress=False)
+    every = loor.leave_one_out(model, x, y, xt, yt, settings=SETTINGS, seed=1, n_jobs=1, progress=False)
+    again = loor.leave_one_out(model, x, y, xt, yt, settings=SETTINGS, seed=1, n_jobs=2, progress=False)
     np.testing.assert_array_equal(every.matrix, again.matrix)  # same seed, any number of processes
-    other = loor.leave_one_out(model, x, y, xt, yt, SETTINGS, seed=2, n_jobs=1, progress=False)
+    other = loor.leave_one_out(model, x, y, xt, yt, settings=SETTINGS, seed=2, n_jobs=1, progress=False)
     assert not np.array_equal(every.matrix, other.matrix)
 
 
 def test_leave_one_out_rejects_bad_input():
     x, y, xt, yt = toy(n=10, m=3)
     with pytest.raises(ValueError, match="indices"):
-        loor.leave_one_out(linear(), x, y, xt, yt, SETTINGS, indices=[10], progress=False)
+        loor.leave_one_out(linear(), x, y, xt, yt, settings=SETTINGS, indices=[10], progress=False)
     with pytest.raises(ValueError, match="n_jobs"):
-        loor.leave_one_out(linear(), x, y, xt, yt, SETTINGS, n_jobs=0, progress=False)
-    empty = loor.leave_one_out(linear(), x, y, xt, yt, SETTINGS, indices=[], progress=False)
+        loor.leave_one_out(linear(), x, y, xt, yt, settings=SETTINGS, n_jobs=0, progress=False)
+    empty = loor.leave_one_out(linear(), x, y, xt, yt, settings=SETTINGS, indices=[], progress=False)
     assert empty.matrix.shape == (0, 3)
     with pytest.raises(ValueError, match="remove"):
-        loor.retrain(linear(), x, y, SETTINGS, remove=-1)
+        loor.retrain(linear(), x, y, settings=SETTINGS, remove=-1)
 
 
 def test_removal_indices_are_all_or_a_seeded_subset():
-    assert list(loor.removal_indices(5, None, 0)) == [0, 1, 2, 3, 4]
-    subset = loor.removal_indices(100, 10, 4)
+    assert list(loor._removal_indices(5, None, 0)) == [0, 1, 2, 3, 4]
+    subset = loor._removal_indices(100, 10, 4)
     assert len(set(subset)) == 10 and list(subset) == sorted(subset)
-    np.testing.assert_array_equal(subset, loor.removal_indices(100, 10, 4))
+    np.testing.assert_array_equal(subset, loor._removal_indices(100, 10, 4))
 
 
 def test_row_correlations_are_pearson():
@@ -249,16 +249,16 @@ def test_row_correlations_are_pearson():
 # ------------------------------------------------------------------ the study
 def test_study_caches_the_leave_one_out_matrix(tmp_path):
     s = loo_study.StudySettings(dataset="wine", n_train=20, n_test=10, epochs=2, n_removed=6)
-    first = loo_study.run_study(s, tmp_path, n_jobs=1, progress=False)
+    first = loo_study.run_study(s, results_dir=tmp_path, n_jobs=1, progress=False)
     assert not first.loor_cached and first.loor.matrix.shape == (6, 10)
     assert set(first.correlations["method"]) == set(loo_study.METHODS)
-    second = loo_study.run_study(s, tmp_path, compute=False, progress=False)
+    second = loo_study.run_study(s, results_dir=tmp_path, compute=False, progress=False)
     assert second.loor_cached
     np.testing.assert_array_equal(first.loor.matrix, second.loor.matrix)
     table = loo_study.correlation_table([first])
     assert {"TracIn mean", "influence function median", "paper"} <= set(table.columns)
     with pytest.raises(ValueError, match="compute=True"):
-        loo_study.run_study(loo_study.StudySettings(dataset="wine", n_train=21, n_test=10, epochs=2), tmp_path,
+        loo_study.run_study(loo_study.StudySettings(dataset="wine", n_train=21, n_test=10, epochs=2), results_dir=tmp_path,
                             compute=False, progress=False)
 
 
@@ -268,5 +268,5 @@ def test_study_settings_are_validated():
     with pytest.raises(ValueError, match="n_train"):
         loo_study.StudySettings(n_train=0)
     with pytest.raises(ValueError, match="exceeds"):
-        loo_study.run_study(loo_study.StudySettings(dataset="wine", n_train=170, n_test=10), "unused",
+        loo_study.run_study(loo_study.StudySettings(dataset="wine", n_train=170, n_test=10), results_dir="unused",
                             progress=False)

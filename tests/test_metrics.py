@@ -13,8 +13,8 @@ def test_rank_and_top_k_hand_example():
     # descending, ties by index: 1, 4, 0, 2, 3
     np.testing.assert_array_equal(M.suspicion_order(scores), [1, 4, 0, 2, 3])
     np.testing.assert_array_equal(M.rank(scores), [2, 4, 1, 0, 3])
-    np.testing.assert_array_equal(M.top_k(scores, 3), [1, 4, 0])
-    np.testing.assert_array_equal(M.flag_top_k(scores, 3), [True, True, False, False, True])
+    np.testing.assert_array_equal(M.top_k(scores, k=3), [1, 4, 0])
+    np.testing.assert_array_equal(M.flag_top_k(scores, k=3), [True, True, False, False, True])
     assert M.rank(scores).dtype == np.int64
 
 
@@ -25,7 +25,7 @@ def test_rank_is_a_permutation_consistent_with_top_k(seed):
     r = M.rank(scores)
     np.testing.assert_array_equal(np.sort(r), np.arange(50))
     for k in (1, 7, 50):
-        np.testing.assert_array_equal(np.sort(M.top_k(scores, k)), np.sort(np.flatnonzero(r >= 50 - k)))
+        np.testing.assert_array_equal(np.sort(M.top_k(scores, k=k)), np.sort(np.flatnonzero(r >= 50 - k)))
     # a higher score always gets a higher rank
     assert all(r[i] > r[j] for i in range(50) for j in range(50) if scores[i] > scores[j])
 
@@ -52,8 +52,8 @@ def test_detection_f1_matches_sklearn_on_the_flags(seed):
     scores = rng.standard_normal(200)
     mask = rng.random(200) < 0.1
     for k in (None, 5, 40):
-        flags = M.flag_top_k(scores, int(mask.sum()) if k is None else k)
-        assert M.detection_f1(scores, mask, k) == pytest.approx(f1_score(mask, flags))
+        flags = M.flag_top_k(scores, k=int(mask.sum()) if k is None else k)
+        assert M.detection_f1(scores, mask, k=k) == pytest.approx(f1_score(mask, flags))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -126,7 +126,7 @@ def test_characterization_accuracy():
         (lambda: M.average_precision([1.0, 2.0], [False, False]), "mask"),
         (lambda: M.auroc([1.0, 2.0], [True, True]), "mask"),
         (lambda: M.auroc([1.0, 2.0], [False, False]), "mask"),
-        (lambda: M.top_k([1.0, 2.0], 3), "k"),
+        (lambda: M.top_k([1.0, 2.0], k=3), "k"),
         (lambda: M.repair_accuracy([1, 2], [1], [True, True]), "y_true"),
         (lambda: M.repair_accuracy([1, 2], [1, 2], [False, False]), "mask"),
         (lambda: M.repair_accuracy([1.0, 2.0], [1, 2], [True, True]), "suggested"),

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from glitchlib import models
-from glitchlib.models import _weights
+from glitchlib.models import _registry, _resnet, _weights
 
 RESNET20_FILE = "cifar10_resnet20-4118986f.pt"
 RESNET20_URL = ("https://github.com/chenyaofo/pytorch-cifar-models/releases/download/resnet/"
@@ -69,9 +69,9 @@ def hub(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ resnet20 layout
 def test_resnet20_names_and_shapes_equal_the_checkpoint():
     expected = resnet20_layout()
-    got = [(k, tuple(v.shape)) for k, v in models.cifar_resnet20().state_dict().items()]
+    got = [(k, tuple(v.shape)) for k, v in _resnet.cifar_resnet20().state_dict().items()]
     assert got == expected
-    model = models.create("resnet20", 10, pretrained=False, freeze=True)
+    model = models.create("resnet20", n_classes=10, pretrained=False, freeze=True)
     split = {**model.prefix.state_dict(), **model.suffix.state_dict()}
     assert sorted((k, tuple(v.shape)) for k, v in split.items()) == sorted(expected)
     assert model.trained_layers == ["layer3.2", "fc"]
@@ -85,7 +85,7 @@ def test_resnet20_loads_exactly_the_file(hub, tmp_path, where):
     path = hub / RESNET20_FILE if where == "hub" else tmp_path / "mine.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
-    model = models.create("resnet20", 5, weights=None if where == "hub" else path)
+    model = models.create("resnet20", n_classes=5, weights=None if where == "hub" else path)
     loaded = {**model.prefix.state_dict(), **model.suffix.state_dict()}
     for key, value in state.items():
         if not key.startswith("fc."):
@@ -116,7 +116,7 @@ def test_torchvision_loads_exactly_the_file(hub, torchvision_files, name, where)
     if where == "hub":
         hub.mkdir(parents=True, exist_ok=True)
         (hub / TORCHVISION_FILES[name]).symlink_to(source)
-    model = models.create(name, 3, weights=None if where == "hub" else source)
+    model = models.create(name, n_classes=3, weights=None if where == "hub" else source)
     state = torch.load(source, weights_only=True)
     head = "heads.head." if name == "vit_b_16" else "classifier.2."
     loaded = model.prefix.net.state_dict()
@@ -140,8 +140,8 @@ def test_download_step_fills_the_hub_cache(tmp_path, monkeypatch):
         torch.save(random_state(resnet20_layout()), model_dir / filename)
 
     monkeypatch.setattr(_weights, "_download", fake_download)
-    models.create("resnet20", 10)
-    models.create("resnet20", 10)  # second time from the cache
+    models.create("resnet20", n_classes=10)
+    models.create("resnet20", n_classes=10)  # second time from the cache
     assert calls == [RESNET20_URL]
 
 
@@ -159,7 +159,7 @@ def test_unreachable_weights_error_names_file_url_and_argument(tmp_path, monkeyp
 
     monkeypatch.setattr(_weights, "_download", offline)
     with pytest.raises(FileNotFoundError) as info:
-        models.create(name, 10)
+        models.create(name, n_classes=10)
     message = str(info.value)
     assert filename in message and url in message and "weights=" in message
 
@@ -176,36 +176,36 @@ def test_probe_fails_fast_without_network(monkeypatch):
 
 def test_missing_weights_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="weights="):
-        models.create("resnet20", 10, weights=tmp_path / "nope.pt")
+        models.create("resnet20", n_classes=10, weights=tmp_path / "nope.pt")
     with pytest.raises(FileNotFoundError, match="weights="):
-        models.create("efficientnet_lite0", 10, weights=tmp_path / "nope.pth")
+        models.create("efficientnet_lite0", n_classes=10, weights=tmp_path / "nope.pth")
 
 
 def test_wrong_layout_and_bad_arguments_raise(tmp_path):
     path = tmp_path / "bad.pt"
     torch.save({"conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(ValueError, match="bad.pt"):
-        models.create("resnet20", 10, weights=path)
+        models.create("resnet20", n_classes=10, weights=path)
     with pytest.raises(ValueError, match="bad.pt"):
-        models.create("efficientnet_lite0", 10, weights=path)
+        models.create("efficientnet_lite0", n_classes=10, weights=path)
     with pytest.raises(ValueError, match="name="):
-        models.create("resnet18", 10, pretrained=False)
+        models.create("resnet18", n_classes=10, pretrained=False)
     with pytest.raises(ValueError, match="pretrained=False"):
-        models.create("resnet20", 10, pretrained=False, weights=path)
+        models.create("resnet20", n_classes=10, pretrained=False, weights=path)
     with pytest.raises(ValueError, match="n_classes"):
-        models.create("resnet20", 1, pretrained=False)
+        models.create("resnet20", n_classes=1, pretrained=False)
     with pytest.raises(ValueError, match="input_size"):
-        models.create("vit_b_16", 10, pretrained=False, input_size=128)
+        models.create("vit_b_16", n_classes=10, pretrained=False, input_size=128)
 
 
 def test_map_by_position_checks_count_and_shapes():
     target = {"a": torch.zeros(2, 3), "b": torch.zeros(4)}
-    mapped = models.map_by_position({"x": torch.ones(2, 3), "y": torch.ones(4)}, target, source_name="f")
+    mapped = _registry.map_by_position({"x": torch.ones(2, 3), "y": torch.ones(4)}, target, source_name="f")
     assert list(mapped) == ["a", "b"] and torch.equal(mapped["b"], torch.ones(4))
     with pytest.raises(ValueError, match="y has shape"):
-        models.map_by_position({"x": torch.ones(2, 3), "y": torch.ones(5)}, target, source_name="f")
+        _registry.map_by_position({"x": torch.ones(2, 3), "y": torch.ones(5)}, target, source_name="f")
     with pytest.raises(ValueError, match="1 tensors"):
-        models.map_by_position({"x": torch.ones(2, 3)}, target, source_name="f")
+        _registry.map_by_position({"x": torch.ones(2, 3)}, target, source_name="f")
 
 
 # ------------------------------------------------------------------ efficientnet_lite0
@@ -213,10 +213,10 @@ def test_efficientnet_lite0_weights_give_the_expected_imagenet_classes():
     """The shipped ImageNet weights, mapped onto timm's layout, recognise sklearn's photos."""
     from sklearn.datasets import load_sample_images
 
-    path = models.efficientnet_lite0_weights_path()
+    path = _registry.efficientnet_lite0_weights_path()
     source = torch.load(path, map_location="cpu", weights_only=True)
     assert len(source) == 296 and next(iter(source)) == "_conv_stem.weight"
-    model = models.create("efficientnet_lite0", 10, input_size=224)
+    model = models.create("efficientnet_lite0", n_classes=10, input_size=224)
     images = load_sample_images()
     names = [str(f).rsplit("/", 1)[-1] for f in images.filenames]
     x = torch.stack([torch.tensor(np.asarray(im)).permute(2, 0, 1).float() / 255 for im in images.images])
@@ -230,7 +230,7 @@ def test_efficientnet_lite0_weights_give_the_expected_imagenet_classes():
 
 
 def test_efficientnet_lite0_structure():
-    model = models.create("efficientnet_lite0", 7, pretrained=False, freeze=True)
+    model = models.create("efficientnet_lite0", n_classes=7, pretrained=False, freeze=True)
     assert model.input_size == models.EFFICIENTNET_LITE0_INPUT_SIZE
     assert model.influence_layers == ["fc"] and model.head_layers == ["fc"]
     assert model.suffix.fc.in_features == 1280
@@ -239,7 +239,7 @@ def test_efficientnet_lite0_structure():
 
 # ------------------------------------------------------------------ frozen prefix, heads
 def test_prefix_frozen_and_in_eval_mode_suffix_trainable():
-    model = models.create("resnet20", 10, pretrained=False, freeze=True).train()
+    model = models.create("resnet20", n_classes=10, pretrained=False, freeze=True).train()
     assert not any(p.requires_grad for p in model.prefix.parameters())
     assert all(p.requires_grad for p in model.suffix.parameters())
     assert not any(m.training for m in model.prefix.modules())
@@ -247,29 +247,29 @@ def test_prefix_frozen_and_in_eval_mode_suffix_trainable():
 
 
 def test_from_scratch_trains_every_layer():
-    model = models.create("resnet20", 10, pretrained=False)
+    model = models.create("resnet20", n_classes=10, pretrained=False)
     assert isinstance(model.prefix, nn.Identity) and not model.frozen
     assert sum(p.numel() for p in model.suffix.parameters()) == sum(
-        p.numel() for p in models.cifar_resnet20().parameters())
+        p.numel() for p in _resnet.cifar_resnet20().parameters())
     assert len(model.influence_layers) == 22 and model.head_layers == ["net.fc"]
     assert model.weights_id == "random-seed0"
 
 
 def test_head_is_seeded_and_global_rng_untouched():
     before = torch.get_rng_state()
-    a = models.create("resnet20", 10, pretrained=False, seed=3)
-    b = models.create("resnet20", 10, pretrained=False, seed=3)
-    c = models.create("resnet20", 10, pretrained=False, seed=4)
+    a = models.create("resnet20", n_classes=10, pretrained=False, seed=3)
+    b = models.create("resnet20", n_classes=10, pretrained=False, seed=3)
+    c = models.create("resnet20", n_classes=10, pretrained=False, seed=4)
     assert torch.equal(torch.get_rng_state(), before)
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key])
     assert not torch.equal(a.suffix.net.fc.weight, c.suffix.net.fc.weight)
-    head = models.create("efficientnet_lite0", 10, seed=3).suffix.fc
+    head = models.create("efficientnet_lite0", n_classes=10, seed=3).suffix.fc
     assert head.weight.shape == (10, 1280)
 
 
 def test_grey_images_are_repeated_to_three_channels():
-    model = models.create("resnet20", 10, pretrained=False, freeze=True)
+    model = models.create("resnet20", n_classes=10, pretrained=False, freeze=True)
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(model(x), model(x.repeat(1, 3, 1, 1)))
@@ -280,11 +280,11 @@ def test_grey_images_are_repeated_to_three_channels():
 def test_timm_model_head_replaced():
     import timm
 
-    model = models.create("timm:resnet10t", 4, pretrained=False, freeze=True)
+    model = models.create("timm:resnet10t", n_classes=4, pretrained=False, freeze=True)
     default = timm.create_model("resnet10t").pretrained_cfg["input_size"][-1]
     assert model.suffix.fc.out_features == 4 and model.input_size == default
-    assert models.create("timm:resnet10t", 4, pretrained=False, input_size=64).input_size == 64
-    scratch = models.create("timm:resnet10t", 4, pretrained=False)
+    assert models.create("timm:resnet10t", n_classes=4, pretrained=False, input_size=64).input_size == 64
+    scratch = models.create("timm:resnet10t", n_classes=4, pretrained=False)
     assert scratch.head_layers == ["net.fc"] and scratch.suffix.net.fc.out_features == 4
 
 
@@ -300,7 +300,7 @@ def test_timm_download_failure_names_the_weights_argument(monkeypatch):
 
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(FileNotFoundError, match="weights=") as info:
-        models.create("timm:resnet10t", 4)
+        models.create("timm:resnet10t", n_classes=4)
     assert "resnet10t" in str(info.value)
 
 
@@ -311,6 +311,6 @@ def test_timm_weights_file_loads(tmp_path):
              for k, v in timm.create_model("resnet10t").state_dict().items()}
     path = tmp_path / "resnet10t.pth"
     torch.save(state, path)
-    model = models.create("timm:resnet10t", 4, weights=path)
+    model = models.create("timm:resnet10t", n_classes=4, weights=path)
     assert torch.equal(model.prefix.net.conv1[0].weight, state["conv1.0.weight"])
     assert model.weights_id == _weights.weights_id(path)

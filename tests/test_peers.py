@@ -75,18 +75,18 @@ def test_a_model_trained_on_the_planted_sample_predicts_its_label():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         head = torch.nn.Linear(3, 2)
-    result = train.fit(head, x, torch.from_numpy(y), None, None, SETTINGS, seed=0, progress=False)
+    result = train.fit(head, x, torch.from_numpy(y), None, None, settings=SETTINGS, seed=0, progress=False)
     with torch.no_grad():
         assert result.final_model(x[:1]).argmax(1).item() == 1
 
 
 def test_cross_validated_probabilities_never_use_the_samples_own_fold():
     x, y = _planted()
-    probs = peers.cross_validated_pred_probs(x, y, SETTINGS, n_folds=5, seed=0)
+    probs = peers.cross_validated_pred_probs(x, y, train_settings=SETTINGS, n_folds=5, seed=0)
     assert probs.shape == (len(y), 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
     assert probs[0].argmax() == 0  # the cluster's class, not the planted label
-    again = peers.cross_validated_pred_probs(x, y, SETTINGS, n_folds=5, seed=0)
+    again = peers.cross_validated_pred_probs(x, y, train_settings=SETTINGS, n_folds=5, seed=0)
     np.testing.assert_array_equal(probs, again)  # same seed, same numbers
 
 
@@ -94,7 +94,7 @@ def test_a_class_smaller_than_the_folds_is_still_predicted_out_of_sample(recwarn
     x, y = _planted()
     y = y.copy()
     y[1:4] = 2  # a third class of three samples, fewer than the five folds
-    probs = peers.cross_validated_pred_probs(x, y, SETTINGS, n_folds=5, seed=0)
+    probs = peers.cross_validated_pred_probs(x, y, train_settings=SETTINGS, n_folds=5, seed=0)
     assert probs.shape == (len(y), 3) and np.isfinite(probs).all()
     assert not [w for w in recwarn if "least populated" in str(w.message)]
 
@@ -102,11 +102,11 @@ def test_a_class_smaller_than_the_folds_is_still_predicted_out_of_sample(recwarn
 def test_cross_validation_rejects_bad_folds():
     x, y = _planted()
     with pytest.raises(ValueError, match="n_folds"):
-        peers.cross_validated_pred_probs(x, y, SETTINGS, n_folds=1, seed=0)
+        peers.cross_validated_pred_probs(x, y, train_settings=SETTINGS, n_folds=1, seed=0)
     with pytest.raises(ValueError, match="n_folds"):
-        peers.cross_validated_pred_probs(x, y, SETTINGS, n_folds=100, seed=0)
+        peers.cross_validated_pred_probs(x, y, train_settings=SETTINGS, n_folds=100, seed=0)
     with pytest.raises(ValueError, match="y"):
-        peers.cross_validated_pred_probs(x, y[:-1], SETTINGS, seed=0)
+        peers.cross_validated_pred_probs(x, y[:-1], train_settings=SETTINGS, seed=0)
 
 
 # ----------------------------------------------------------------------------- distances against brute force
@@ -178,16 +178,16 @@ def flipped_run():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         head = torch.nn.Linear(x.shape[1], 3)
-    result = train.fit(head, x, torch.from_numpy(y), None, None, TrainSettings(lr=0.05, batch_size=32, epochs=5),
+    result = train.fit(head, x, torch.from_numpy(y), None, None, settings=TrainSettings(lr=0.05, batch_size=32, epochs=5),
                        seed=0, progress=False)
     return head, result.checkpoints, x, y, centres
 
 
 def test_a_flipped_label_ranks_first_for_the_label_error_scores(flipped_run):
     head, checkpoints, x, y, _ = flipped_run
-    probs = peers.cross_validated_pred_probs(x, y, SETTINGS, seed=0, head=head)
+    probs = peers.cross_validated_pred_probs(x, y, train_settings=SETTINGS, seed=0, head=head)
     assert peers.cleanlab_scores(y, probs).argmax() == 5
-    logits = peers.checkpoint_outputs(head, checkpoints, x).logits
+    logits = peers._checkpoint_outputs(head, checkpoints, x).logits
     assert logits.shape == (5, len(y), 3)
     assert peers.training_loss(logits[-1], y).argmax() == 5
     assert peers.area_under_margin(logits, y).argmax() == 5
@@ -204,13 +204,13 @@ def test_a_planted_outlier_ranks_first_for_the_ood_scores(flipped_run):
     assert peers.mahalanobis(samples, reference, reference_labels).argmax() == 17
     # energy: an input the head has no evidence for (all features zero) gets the highest energy
     samples[17] = 0.0
-    logits = peers.checkpoint_outputs(head, checkpoints[-1:], torch.tensor(samples, dtype=torch.float32)).logits
+    logits = peers._checkpoint_outputs(head, checkpoints[-1:], torch.tensor(samples, dtype=torch.float32)).logits
     assert peers.energy(logits[-1]).argmax() == 17
 
 
 def test_compute_peers_returns_every_score_and_the_cleanlab_suggestion(flipped_run):
     head, checkpoints, x, y, centres = flipped_run
-    report = peers.compute_peers(head, checkpoints, x, y, x[::2], y[::2], SETTINGS, seed=0, head_layer="", k=3)
+    report = peers.compute_peers(head, checkpoints, x, y, x[::2], y[::2], train_settings=SETTINGS, seed=0, head_layer="", k=3)
     assert list(report.scores.columns) == list(peers.PEERS) and len(report.scores) == len(y)
     assert np.isfinite(report.scores.to_numpy()).all()
     np.testing.assert_array_equal(report.suggested_labels, report.pred_probs.argmax(1))
@@ -219,4 +219,4 @@ def test_compute_peers_returns_every_score_and_the_cleanlab_suggestion(flipped_r
     # the penultimate features of a linear head are its inputs: the same k-NN scores
     np.testing.assert_allclose(report.scores["knn"], peers.knn_distance(x, x[::2], k=3), rtol=1e-6)
     with pytest.raises(ValueError, match="head_layer"):
-        peers.compute_peers(head, checkpoints, x, y, x, y, SETTINGS, seed=0, head_layer="fc")
+        peers.compute_peers(head, checkpoints, x, y, x, y, train_settings=SETTINGS, seed=0, head_layer="fc")

@@ -181,8 +181,8 @@ def test_same_class_influence_of_a_linear_head_on_non_negative_features_is_never
     features = torch.rand(120, 6)  # >= 0, as pooled ReLU features
     labels = torch.randint(0, 3, (120,))
     head = torch.nn.Linear(6, 3)
-    fit = g.train.fit(head, features, labels, None, None, {"lr": 0.5, "batch_size": 16, "epochs": 3}, progress=False)
-    matrix = g.influence.TracIn(head, fit.checkpoints, None, progress=False).train_test(
+    fit = g.train.fit(head, features, labels, None, None, settings={"lr": 0.5, "batch_size": 16, "epochs": 3}, progress=False)
+    matrix = g.influence.TracIn(head, fit.checkpoints, layers=None, progress=False).train_test(
         features, labels, features[:40], labels[:40]).numpy()
     same = labels.numpy()[:, None] == labels.numpy()[None, :40]
     assert (matrix[same] >= 0).all() and (matrix[~same] < 0).any()
@@ -190,7 +190,7 @@ def test_same_class_influence_of_a_linear_head_on_non_negative_features_is_never
     assert (g.signals.nil(matrix, y, y_test) == 0).all() and (g.signals.slin(matrix, y, y_test) == 0).all()
     assert (g.signals.slip(matrix, y, y_test) == np.bincount(y_test, minlength=3)[y]).all()
     features_signed = (features - 0.5) * 4  # features that can be negative: a_i . a_j + 1 < 0 happens
-    signed = g.influence.TracIn(head, fit.checkpoints, None, progress=False).train_test(
+    signed = g.influence.TracIn(head, fit.checkpoints, layers=None, progress=False).train_test(
         features_signed, labels, features_signed[:40], labels[:40]).numpy()
     assert (signed[same] < 0).any()
 

@@ -148,7 +148,7 @@ def test_imagewoof_offline_fails_fast_and_says_what_to_place_where(tmp_path):
     # a download that cannot connect (a closed local port) fails at once with the same advice
     start = time.perf_counter()
     with pytest.raises(RuntimeError) as info:
-        folders.load_imagewoof(tmp_path, download=True, url="http://127.0.0.1:9/imagewoof2-320.tgz")
+        folders.load_imagewoof(root=tmp_path, download=True, url="http://127.0.0.1:9/imagewoof2-320.tgz")
     assert "imagewoof2-320" in str(info.value) and str(tmp_path) in str(info.value)
     assert not list(tmp_path.glob("*.part"))
     assert time.perf_counter() - start < 60  # a bound on a hang, not a speed target
@@ -173,7 +173,7 @@ def test_imagewoof_reads_the_fastai_layout(tmp_path):
 def scanned(tmp_path_factory):
     root = tmp_path_factory.mktemp("scan")
     planted = _write_folder(root / "images")
-    result = scan_folder(root / "images", root / "out", ratio_hint=0.05, seed=0, progress=False)
+    result = scan_folder(root / "images", out=root / "out", ratio_hint=0.05, seed=0, progress=False)
     return root, planted, result
 
 
@@ -216,7 +216,7 @@ def test_scan_page_renders_its_thumbnails_in_chromium(scanned, tmp_path):
 
 def test_scan_reads_a_finished_scan_back(scanned):
     root, planted, result = scanned
-    again = scan_folder(root / "images", root / "out", ratio_hint=0.05, seed=0, progress=False)
+    again = scan_folder(root / "images", out=root / "out", ratio_hint=0.05, seed=0, progress=False)
     assert not again.computed
     assert again.suspects["file"].tolist() == result.suspects["file"].tolist()
 

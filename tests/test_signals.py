@@ -74,7 +74,7 @@ def test_hand_example_labels_and_characterization():
 
 
 def test_hand_example_class_sums():
-    s = S.class_sums(I_HAND, Y_TEST_HAND)
+    s = S._class_sums(I_HAND, Y_TEST_HAND)
     np.testing.assert_array_equal(s.neg, [[-1, -4], [-5, 0], [0, -2]])
     np.testing.assert_array_equal(s.pos, [[2, 3], [0, 1], [2, 0]])
     np.testing.assert_array_equal(s.n_pos, [[1, 1], [0, 1], [2, 0]])
@@ -84,10 +84,10 @@ def test_hand_example_class_sums():
 
 
 def test_signals_from_class_sums_matches_single_functions():
-    s = S.class_sums(I_HAND, Y_TEST_HAND)
-    cf = S.class_sums(I_CF_HAND, Y_TEST_HAND, parts=("neg",))
-    b = S.class_sums(I_B_HAND, Y_TEST_HAND, parts=("pos",))
-    table = S.signals_from_class_sums(SI_HAND, s, cf, b, Y_TRAIN_HAND)
+    s = S._class_sums(I_HAND, Y_TEST_HAND)
+    cf = S._class_sums(I_CF_HAND, Y_TEST_HAND, parts=("neg",))
+    b = S._class_sums(I_B_HAND, Y_TEST_HAND, parts=("pos",))
+    table = S._signals_from_class_sums(SI_HAND, s, cf, b, Y_TRAIN_HAND)
     assert list(table) == list(SIGNALS)
     for name in SIGNALS:
         np.testing.assert_allclose(table[name], EXPECTED_HAND[name], rtol=1e-12, err_msg=name)
@@ -166,13 +166,13 @@ def _all_signals(I, SI, I_cf, I_b, y_train, y_test, C):
         "mai": S.mai(I),
         "aai": S.aai(I),
         "mpi": S.mpi(I),
-        "nil": S.nil(I, y_train, y_test, C),
-        "nil_opt": S.nil_opt(I, y_train, y_test, C),
-        "slip": S.slip(I, y_train, y_test, C),
-        "slin": S.slin(I, y_train, y_test, C),
-        "gd_class": S.gd_class(I, y_train, y_test, C),
-        "cnci": S.cnci(I_cf, y_train, y_test, C),
-        "pcid": S.pcid(I, I_b, y_test, C),
+        "nil": S.nil(I, y_train, y_test, n_classes=C),
+        "nil_opt": S.nil_opt(I, y_train, y_test, n_classes=C),
+        "slip": S.slip(I, y_train, y_test, n_classes=C),
+        "slin": S.slin(I, y_train, y_test, n_classes=C),
+        "gd_class": S.gd_class(I, y_train, y_test, n_classes=C),
+        "cnci": S.cnci(I_cf, y_train, y_test, n_classes=C),
+        "pcid": S.pcid(I, I_b, y_test, n_classes=C),
     }
     got["cfrank"] = S.cfrank(got["cnci"], got["pcid"])
     return got
@@ -187,14 +187,14 @@ def test_integer_matrices_match_loop_exactly(seed, absent):
     got = _all_signals(I, SI, I_cf, I_b, y_train, y_test, C)
     for name in SIGNALS:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
-    np.testing.assert_array_equal(S.counterfactual_labels(I, y_test, C), c_star)
-    np.testing.assert_array_equal(S.second_best_labels(I, y_test, C), b)
+    np.testing.assert_array_equal(S.counterfactual_labels(I, y_test, n_classes=C), c_star)
+    np.testing.assert_array_equal(S.second_best_labels(I, y_test, n_classes=C), b)
     np.testing.assert_array_equal(S.characterize(got["cnci"], got["pcid"]), kind)
-    table = S.signals_from_class_sums(
+    table = S._signals_from_class_sums(
         SI,
-        S.class_sums(I, y_test, C),
-        S.class_sums(I_cf, y_test, C, parts=("neg",)),
-        S.class_sums(I_b, y_test, C, parts=("pos",)),
+        S._class_sums(I, y_test, n_classes=C),
+        S._class_sums(I_cf, y_test, n_classes=C, parts=("neg",)),
+        S._class_sums(I_b, y_test, n_classes=C, parts=("pos",)),
         y_train,
     )
     for name in SIGNALS:
@@ -214,8 +214,8 @@ def test_continuous_matrices_match_loop(dtype, rtol):
             continue  # ranks may swap on float32 near-ties; checked exactly above
         assert got[name].dtype == np.float64
         np.testing.assert_allclose(got[name], expected[name], rtol=rtol, atol=rtol * 10, err_msg=name)
-    np.testing.assert_array_equal(S.counterfactual_labels(I, y_test, C), c_star)
-    np.testing.assert_array_equal(S.second_best_labels(I, y_test, C), b)
+    np.testing.assert_array_equal(S.counterfactual_labels(I, y_test, n_classes=C), c_star)
+    np.testing.assert_array_equal(S.second_best_labels(I, y_test, n_classes=C), b)
 
 
 def test_row_chunks_do_not_change_results(monkeypatch):
@@ -250,9 +250,9 @@ def test_invariant_to_validation_order():
     for name in SIGNALS:
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-10, atol=1e-12, err_msg=name)
     np.testing.assert_array_equal(
-        S.counterfactual_labels(I[:, perm], y_test[perm], C), S.counterfactual_labels(I, y_test, C)
+        S.counterfactual_labels(I[:, perm], y_test[perm], n_classes=C), S.counterfactual_labels(I, y_test, n_classes=C)
     )
-    np.testing.assert_array_equal(S.second_best_labels(I[:, perm], y_test[perm], C), S.second_best_labels(I, y_test, C))
+    np.testing.assert_array_equal(S.second_best_labels(I[:, perm], y_test[perm], n_classes=C), S.second_best_labels(I, y_test, n_classes=C))
 
 
 # ---------------------------------------------------------------------------
@@ -347,9 +347,9 @@ def test_class_absent_from_validation_contributes_zero():
     np.testing.assert_array_equal(S.gd_class(I, y_train, y_test), [0.0, 1.0])
     np.testing.assert_array_equal(S.nil_opt(I, y_train, y_test), [0.0, 1.0])
     # labels prefer classes that have validation samples
-    np.testing.assert_array_equal(S.counterfactual_labels(I, y_test, 3), [0, 0])
-    np.testing.assert_array_equal(S.second_best_labels(I, y_test, 3), [0, 0])
-    s = S.class_sums(I, y_test, 3)
+    np.testing.assert_array_equal(S.counterfactual_labels(I, y_test, n_classes=3), [0, 0])
+    np.testing.assert_array_equal(S.second_best_labels(I, y_test, n_classes=3), [0, 0])
+    s = S._class_sums(I, y_test, n_classes=3)
     np.testing.assert_array_equal(s.present, [True, True, False])
 
 
@@ -357,14 +357,14 @@ def test_label_ties_are_deterministic():
     # no negative influence at all: every N_c = 0 -> c* is the lowest class present in validation
     I = np.ones((2, 3))
     y_test = np.array([1, 2, 2])
-    np.testing.assert_array_equal(S.counterfactual_labels(I, y_test, 3), [1, 1])
+    np.testing.assert_array_equal(S.counterfactual_labels(I, y_test, n_classes=3), [1, 1])
     # P = (0, 1, 2): best 2, second 1; a present class with P = 0 beats an absent one
-    np.testing.assert_array_equal(S.second_best_labels(I, y_test, 3), [1, 1])
-    np.testing.assert_array_equal(S.second_best_labels(np.array([[0.0, 0.0, 1.0]]), y_test, 3), [1])
+    np.testing.assert_array_equal(S.second_best_labels(I, y_test, n_classes=3), [1, 1])
+    np.testing.assert_array_equal(S.second_best_labels(np.array([[0.0, 0.0, 1.0]]), y_test, n_classes=3), [1])
     # equal best sums: the lower index first, the other one second
     np.testing.assert_array_equal(S.second_best_labels(np.array([[1.0, 1.0]]), np.array([0, 1])), [1])
     # only one class validated: the second-best label is an absent class
-    np.testing.assert_array_equal(S.second_best_labels(np.array([[1.0, 1.0]]), np.array([1, 1]), 3), [0])
+    np.testing.assert_array_equal(S.second_best_labels(np.array([[1.0, 1.0]]), np.array([1, 1]), n_classes=3), [0])
 
 
 def test_cfrank_ties_favour_the_lower_index():
@@ -402,7 +402,7 @@ def test_cfrank_ties_favour_the_lower_index():
         (lambda: S.si([1.0, np.nan]), "self_influence"),
         (lambda: S.cfrank([1.0, 2.0], [1.0]), "pcid_scores"),
         (lambda: S.cfrank([np.nan, 2.0], [1.0, 2.0]), "cnci_scores"),
-        (lambda: S.class_sums(I_HAND, Y_TEST_HAND, parts=("bogus",)), "parts"),
+        (lambda: S._class_sums(I_HAND, Y_TEST_HAND, parts=("bogus",)), "parts"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(call, match):
@@ -411,11 +411,11 @@ def test_bad_input_raises_value_error_naming_the_argument(call, match):
 
 
 def test_signals_from_class_sums_checks_its_inputs():
-    s = S.class_sums(I_HAND, Y_TEST_HAND)
-    neg_only = S.class_sums(I_HAND, Y_TEST_HAND, parts=("neg",))
+    s = S._class_sums(I_HAND, Y_TEST_HAND)
+    neg_only = S._class_sums(I_HAND, Y_TEST_HAND, parts=("neg",))
     with pytest.raises(ValueError, match="pos"):
-        S.signals_from_class_sums(SI_HAND, s, neg_only, neg_only, Y_TRAIN_HAND)
+        S._signals_from_class_sums(SI_HAND, s, neg_only, neg_only, Y_TRAIN_HAND)
     with pytest.raises(ValueError, match="self_influence"):
-        S.signals_from_class_sums(SI_HAND[:2], s, s, s, Y_TRAIN_HAND)
+        S._signals_from_class_sums(SI_HAND[:2], s, s, s, Y_TRAIN_HAND)
     with pytest.raises(ValueError, match="cf_sums"):
-        S.signals_from_class_sums(SI_HAND, s, S.class_sums(I_HAND[:2], Y_TEST_HAND), s, Y_TRAIN_HAND)
+        S._signals_from_class_sums(SI_HAND, s, S._class_sums(I_HAND[:2], Y_TEST_HAND), s, Y_TRAIN_HAND)

@@ -32,7 +32,7 @@ import pytest
 import glitchlib.store
 from glitchlib import cli, experiments
 from glitchlib.settings import ExperimentSettings
-from glitchlib.features import cache_problems
+from glitchlib.features import _cache_problems
 from glitchlib.grid import _run_cell, grid_status, run_grid
 from glitchlib.store import Store
 
@@ -285,7 +285,7 @@ def test_every_damaged_feature_cache_file_is_flagged_and_restored(reference, tmp
             case = f"feature file {index} {how}"
             root = _copy_store(ref_root, tmp_path / f"{index}-{how}")
             _damage(root / "features" / file, how)
-            flagged = [p.name for p, _ in cache_problems(root / "features")]
+            flagged = [p.name for p, _ in _cache_problems(root / "features")]
             if how != "delete":
                 assert cli.main(argv=["status", "--store", str(root), "--profile", "tiny", "--verify"]) == 0
                 if flagged != [file] or file not in capsys.readouterr().out:
@@ -296,7 +296,7 @@ def test_every_damaged_feature_cache_file_is_flagged_and_restored(reference, tmp
                 problems.append(f"{case}: grid outcome {outcome}")
             if _cache_bits(root) != _cache_bits(ref_root) or _entry_bits(root, SECOND) != _entry_bits(ref_root, SECOND):
                 problems.append(f"{case}: after grid, the cache or the new entry differs from the reference")
-            if cache_problems(root / "features") or _leftovers(root):
+            if _cache_problems(root / "features") or _leftovers(root):
                 problems.append(f"{case}: after grid, damaged files or leftovers remain")
             shutil.rmtree(root.parent)
     assert not problems, "\n".join(problems)

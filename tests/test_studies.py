@@ -244,7 +244,7 @@ def test_per_kind_loss_from_the_last_checkpoint(store):
     # independent oracle: the last checkpoint's head on the run's features, cross-entropy by hand
     from glitchlib import features, models, train
 
-    model = models.create(settings.model, 10, seed=settings.seed)
+    model = models.create(settings.model, n_classes=10, seed=settings.seed)
     checkpoint = train.load_checkpoints(result.path / "checkpoints")[-1]
     model.suffix.load_state_dict(checkpoint.state_dict)
     data = experiments.load_training_set(settings, store=store)

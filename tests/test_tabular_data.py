@@ -45,18 +45,18 @@ def test_digits_are_the_8x8_images_as_64_features():
     for j in (20, 36, 43):
         raw, out = images[ds.train_index, j], ds.x_train[:, j].numpy()
         assert np.all(np.diff(out[np.argsort(raw, kind="stable")]) >= -1e-6)
-    assert isinstance(tabular.fit_quantile_transform(images[:100], 0), QuantileTransformer)
+    assert isinstance(tabular._fit_quantile_transform(images[:100], seed=0), QuantileTransformer)
 
 
 def _fake_table(monkeypatch, x: np.ndarray, y: np.ndarray) -> None:
     table = tabular.Table(x.astype(np.float32), y.astype(np.int64), ["a", "b"], "fixture")
-    monkeypatch.setattr(data, "read_table", lambda name, root, download=False: table)
+    monkeypatch.setattr(data, "read_table", lambda name, *, root, download=False: table)
 
 
 def test_quantile_transform_is_fitted_on_training_rows_only(monkeypatch):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(200, 3)), np.repeat([0, 1], 100)
-    train_index, test_index = tabular.train_validation_split(y, seed=5)
+    train_index, test_index = tabular._train_validation_split(y, seed=5)
     _fake_table(monkeypatch, x, y)
     clean = data.load("wine", seed=5)
 
@@ -105,7 +105,7 @@ def test_a_cached_table_loads_without_network(tmp_path):
     rng = np.random.default_rng(1)
     table = tabular.Table(rng.normal(size=(70, 54)).astype(np.float32), np.arange(70) % 7,
                           [str(c) for c in range(1, 8)], "fixture")
-    tabular._save(table, tabular.table_cache_path("covtype", tmp_path))
+    tabular._save(table, tabular._table_cache_path("covtype", tmp_path))
     ds = data.load("covtype", seed=0, root=tmp_path)
     assert ds.x_train.shape == (56, 54) and ds.x_test.shape == (14, 54) and ds.n_classes == 7
     assert "cached in" in ds.source

@@ -49,12 +49,12 @@ def _brute_force(model, checkpoints, parameter_names, x, y):
 
 @pytest.mark.parametrize("name", models.TABULAR_MODELS)
 def test_influence_equals_brute_force_autograd(name):
-    model = models.create(name, N_CLASSES, pretrained=False, n_features=N_FEATURES, seed=0).suffix
+    model = models.create(name, n_classes=N_CLASSES, pretrained=False, n_features=N_FEATURES, seed=0).suffix
     checkpoints = _checkpoints(model)
     generator = torch.Generator().manual_seed(0)
     x_train, x_test = torch.randn(7, N_FEATURES, generator=generator), torch.randn(4, N_FEATURES, generator=generator)
     y_train, y_test = torch.tensor([0, 1, 2, 0, 1, 2, 0]), torch.tensor([2, 1, 0, 1])
-    engine = TracIn(model, checkpoints, None, dtype=torch.float64, progress=False)
+    engine = TracIn(model, checkpoints, layers=None, dtype=torch.float64, progress=False)
     matrix, self_influence = engine.train_test_and_self_influence(x_train, y_train, x_test, y_test)
 
     names = [p for layer in engine._layers for p in layer.parameter_names]
@@ -68,8 +68,8 @@ def test_influence_equals_brute_force_autograd(name):
 
 
 def test_every_linear_and_the_tokenizer_are_differentiated_but_no_normalisation():
-    model = models.create("ft_transformer", N_CLASSES, pretrained=False, n_features=N_FEATURES).suffix
-    engine = TracIn(model, _checkpoints(model, 1), None, progress=False)
+    model = models.create("ft_transformer", n_classes=N_CLASSES, pretrained=False, n_features=N_FEATURES).suffix
+    engine = TracIn(model, _checkpoints(model, 1), layers=None, progress=False)
     linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     assert set(engine.layers) == set(linear) | {"net.cont_embeddings"}
     differentiated = {p for layer in engine._layers for p in layer.parameter_names}
@@ -83,6 +83,6 @@ def test_every_linear_and_the_tokenizer_are_differentiated_but_no_normalisation(
 
 def test_tabular_models_refuse_pretrained_weights_and_need_n_features():
     with pytest.raises(ValueError, match="pretrained"):
-        models.create("mlp", 2, n_features=4)
+        models.create("mlp", n_classes=2, n_features=4)
     with pytest.raises(ValueError, match="n_features"):
-        models.create("mlp", 2, pretrained=False)
+        models.create("mlp", n_classes=2, pretrained=False)

@@ -37,7 +37,7 @@ def test_one_full_batch_epoch_is_one_plain_sgd_step():
     x, y = toy_data()
     model = head()
     lr = 0.3
-    result = train.fit(model, x, y, None, None, TrainSettings(lr=lr, batch_size=len(x), epochs=1),
+    result = train.fit(model, x, y, None, None, settings=TrainSettings(lr=lr, batch_size=len(x), epochs=1),
                        progress=False)
     # oracle: gradient of mean cross-entropy of a linear model, by hand
     w, b = model.weight.detach(), model.bias.detach()
@@ -53,7 +53,7 @@ def test_one_full_batch_epoch_is_one_plain_sgd_step():
 
 def test_history_and_checkpoints_shape():
     x, y = toy_data()
-    result = train.fit(head(), x, y, x[:20], y[:20], TrainSettings(lr=0.1, batch_size=16, epochs=3),
+    result = train.fit(head(), x, y, x[:20], y[:20], settings=TrainSettings(lr=0.1, batch_size=16, epochs=3),
                        progress=False)
     assert len(result.checkpoints) == 3
     assert list(result.history.columns) == ["epoch", "train_loss", "train_acc", "val_acc"]
@@ -70,14 +70,14 @@ def test_history_and_checkpoints_shape():
 
 # ------------------------------------------------------------------ frozen vs trained
 def test_frozen_prefix_unchanged_and_trained_layers_change():
-    model = models.create("resnet20", 4, pretrained=False, freeze=True)
+    model = models.create("resnet20", n_classes=4, pretrained=False, freeze=True)
     before = copy.deepcopy(model.state_dict())
     x = torch.rand(40, 1, 28, 28) * 2 - 1
     y = torch.arange(40) % 4
     f = features.compute_features(model, x, progress=False)
     suffix = copy.deepcopy(model.suffix)
     suffix.fc.weight.requires_grad_(False)  # a parameter excluded from training stays put
-    result = train.fit(suffix, f, y, None, None, TrainSettings(lr=0.5, batch_size=8, epochs=1),
+    result = train.fit(suffix, f, y, None, None, settings=TrainSettings(lr=0.5, batch_size=8, epochs=1),
                        progress=False)
     model.suffix.load_state_dict(result.checkpoints[-1].state_dict)
     after = model.state_dict()
@@ -96,9 +96,9 @@ def test_same_seed_same_checkpoints_other_seed_other_order():
     x, y = toy_data()
     s = TrainSettings(lr=0.2, batch_size=8, epochs=2)
     before = torch.get_rng_state()
-    a = train.fit(head(), x, y, None, None, s, seed=1, progress=False)
-    b = train.fit(head(), x, y, None, None, s, seed=1, progress=False)
-    c = train.fit(head(), x, y, None, None, s, seed=2, progress=False)
+    a = train.fit(head(), x, y, None, None, settings=s, seed=1, progress=False)
+    b = train.fit(head(), x, y, None, None, settings=s, seed=1, progress=False)
+    c = train.fit(head(), x, y, None, None, settings=s, seed=2, progress=False)
     assert torch.equal(torch.get_rng_state(), before)
     assert all(states_equal(p.state_dict, q.state_dict) for p, q in zip(a.checkpoints, b.checkpoints))
     assert not states_equal(a.checkpoints[-1].state_dict, c.checkpoints[-1].state_dict)
@@ -108,12 +108,12 @@ def test_same_seed_same_checkpoints_other_seed_other_order():
 def test_interrupted_run_resumes_to_identical_checkpoints(tmp_path):
     x, y = toy_data(n=50)
     model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 3))
-    full = train.fit(model, x, y, x[:10], y[:10], TrainSettings(lr=0.1, batch_size=16, epochs=4),
+    full = train.fit(model, x, y, x[:10], y[:10], settings=TrainSettings(lr=0.1, batch_size=16, epochs=4),
                      seed=5, progress=False)
-    train.fit(model, x, y, x[:10], y[:10], TrainSettings(lr=0.1, batch_size=16, epochs=2),
+    train.fit(model, x, y, x[:10], y[:10], settings=TrainSettings(lr=0.1, batch_size=16, epochs=2),
               seed=5, checkpoint_dir=tmp_path, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checksums.json", "epoch_001.pt", "epoch_002.pt"]
-    resumed = train.fit(model, x, y, x[:10], y[:10], TrainSettings(lr=0.1, batch_size=16, epochs=4),
+    resumed = train.fit(model, x, y, x[:10], y[:10], settings=TrainSettings(lr=0.1, batch_size=16, epochs=4),
                         seed=5, checkpoint_dir=tmp_path, progress=False)
     assert len(resumed.checkpoints) == 4
     for p, q in zip(full.checkpoints, resumed.checkpoints):
@@ -122,7 +122,7 @@ def test_interrupted_run_resumes_to_identical_checkpoints(tmp_path):
     stored = train.load_checkpoints(tmp_path)
     assert all(states_equal(p.state_dict, q.state_dict) for p, q in zip(stored, full.checkpoints))
     # asking for fewer epochs reuses the saved ones
-    short = train.fit(model, x, y, x[:10], y[:10], TrainSettings(lr=0.1, batch_size=16, epochs=3),
+    short = train.fit(model, x, y, x[:10], y[:10], settings=TrainSettings(lr=0.1, batch_size=16, epochs=3),
                       seed=5, checkpoint_dir=tmp_path, progress=False)
     assert len(short.checkpoints) == 3 and states_equal(short.checkpoints[2].state_dict,
                                                          full.checkpoints[2].state_dict)
@@ -131,11 +131,11 @@ def test_interrupted_run_resumes_to_identical_checkpoints(tmp_path):
 def test_checkpoint_dir_of_another_run_is_refused(tmp_path):
     x, y = toy_data()
     s = TrainSettings(lr=0.1, batch_size=16, epochs=1)
-    train.fit(head(), x, y, None, None, s, seed=0, checkpoint_dir=tmp_path, progress=False)
+    train.fit(head(), x, y, None, None, settings=s, seed=0, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="checkpoint_dir"):
-        train.fit(head(), x, y, None, None, s, seed=1, checkpoint_dir=tmp_path, progress=False)
+        train.fit(head(), x, y, None, None, settings=s, seed=1, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="checkpoint_dir"):
-        train.fit(head(), x, y, None, None, dataclasses.replace(s, lr=0.2), checkpoint_dir=tmp_path,
+        train.fit(head(), x, y, None, None, settings=dataclasses.replace(s, lr=0.2), checkpoint_dir=tmp_path,
                   progress=False)
 
 
@@ -143,11 +143,11 @@ def test_input_errors():
     x, y = toy_data()
     s = TrainSettings(lr=0.1)
     with pytest.raises(ValueError, match="y_train"):
-        train.fit(head(), x, y[:-1], None, None, s, progress=False)
+        train.fit(head(), x, y[:-1], None, None, settings=s, progress=False)
     with pytest.raises(ValueError, match="int64"):
-        train.fit(head(), x, y.float(), None, None, s, progress=False)
-    with pytest.raises(ValueError, match="x_val"):
-        train.fit(head(), x, y, x, None, s, progress=False)
+        train.fit(head(), x, y.float(), None, None, settings=s, progress=False)
+    with pytest.raises(ValueError, match="x_test"):
+        train.fit(head(), x, y, x, None, settings=s, progress=False)
     with pytest.raises(FileNotFoundError, match="checkpoint_dir"):
         train.load_checkpoints("/nonexistent/dir")
 
@@ -157,8 +157,8 @@ def test_input_errors():
 def test_gpu_training_matches_cpu():
     x, y = toy_data(n=64)
     s = TrainSettings(lr=0.1, batch_size=16, epochs=2)
-    cpu = train.fit(head(), x, y, x, y, s, progress=False)
-    gpu = train.fit(head(), x, y, x, y, s, device="cuda", progress=False)
+    cpu = train.fit(head(), x, y, x, y, settings=s, progress=False)
+    gpu = train.fit(head(), x, y, x, y, settings=s, device="cuda", progress=False)
     for p, q in zip(cpu.checkpoints, gpu.checkpoints):
         for k in p.state_dict:
             torch.testing.assert_close(q.state_dict[k], p.state_dict[k], rtol=1e-4, atol=1e-5)
@@ -214,18 +214,18 @@ def test_settings_errors_and_frozen_dataclass():
 def test_resume_starts_from_the_last_checkpoint_that_matches_its_sha256(tmp_path, caplog):
     x, y = toy_data(n=50)
     s = TrainSettings(lr=0.1, batch_size=16, epochs=3)
-    full = train.fit(head(), x, y, None, None, s, seed=2, checkpoint_dir=tmp_path, progress=False)
+    full = train.fit(head(), x, y, None, None, settings=s, seed=2, checkpoint_dir=tmp_path, progress=False)
     reference = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     damaged = bytearray(reference["epoch_002.pt"])
     damaged[len(damaged) // 2] ^= 0x01  # same size, other bytes: it still loads
     (tmp_path / "epoch_002.pt").write_bytes(bytes(damaged))
     with caplog.at_level("WARNING", logger="glitchlib.train"):
-        resumed = train.fit(head(), x, y, None, None, s, seed=2, checkpoint_dir=tmp_path, progress=False)
+        resumed = train.fit(head(), x, y, None, None, settings=s, seed=2, checkpoint_dir=tmp_path, progress=False)
     assert "epoch 2" in caplog.text and "[2, 3]" in caplog.text
     assert all(states_equal(p.state_dict, q.state_dict) for p, q in zip(full.checkpoints, resumed.checkpoints))
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == reference  # same bytes again
 
     (tmp_path / train.CHECKSUMS_FILE).unlink()  # nothing can be verified: trained from scratch
-    again = train.fit(head(), x, y, None, None, s, seed=2, checkpoint_dir=tmp_path, progress=False)
+    again = train.fit(head(), x, y, None, None, settings=s, seed=2, checkpoint_dir=tmp_path, progress=False)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == reference
     pd.testing.assert_frame_equal(again.history, full.history)

@@ -147,12 +147,12 @@ def _toy_fit_inputs():
 def test_fit_refuses_a_mapping_with_meaningless_values(settings):
     model, x, y = _toy_fit_inputs()
     with pytest.raises(ValueError, match="^(lr|batch_size|epochs)="):
-        g.train.fit(model, x, y, None, None, settings, progress=False)
+        g.train.fit(model, x, y, None, None, settings=settings, progress=False)
 
 
 def test_fit_accepts_a_mapping_with_numpy_numbers():
     model, x, y = _toy_fit_inputs()
-    result = g.train.fit(model, x, y, None, None, {"lr": np.float32(0.1), "batch_size": np.int64(4),
+    result = g.train.fit(model, x, y, None, None, settings={"lr": np.float32(0.1), "batch_size": np.int64(4),
                                                    "epochs": np.int64(2)}, seed=np.int64(0), progress=False)
     assert len(result.checkpoints) == 2 and result.checkpoints[0].learning_rate == 0.1
     assert all(torch.isfinite(t).all() for t in result.checkpoints[-1].state_dict.values())
@@ -162,7 +162,7 @@ def test_fit_refuses_nan_inputs():
     model, x, y = _toy_fit_inputs()
     x[0, 0] = float("nan")
     with pytest.raises(ValueError, match="x_train contains NaN"):
-        g.train.fit(model, x, y, None, None, {"lr": 0.1, "batch_size": 4, "epochs": 1}, progress=False)
+        g.train.fit(model, x, y, None, None, settings={"lr": 0.1, "batch_size": 4, "epochs": 1}, progress=False)
 
 
 # ------------------------------------------------ signals, metrics, injectors, kind 4
@@ -208,24 +208,24 @@ def test_class_based_noise_blames_the_class_size_not_the_sample_count():
 # --------------------------------------------------------- models and the store
 def test_models_create_checks_its_arguments_by_value(tmp_path):
     with pytest.raises(ValueError, match="^n_classes=True"):
-        g.models.create("resnet20", True, pretrained=False)
+        g.models.create("resnet20", n_classes=True, pretrained=False)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"^weights=.*garbage.pth.*cannot be read as a PyTorch state dict"):
-        g.models.create("resnet20", 10, weights=garbage)
+        g.models.create("resnet20", n_classes=10, weights=garbage)
     other = tmp_path / "other.pth"
     torch.save(torch.nn.Linear(3, 2).state_dict(), other)
     with pytest.raises(ValueError, match=r"^weights=.*other.pth.*does not fit the architecture"):
-        g.models.create("resnet20", 10, weights=other)
+        g.models.create("resnet20", n_classes=10, weights=other)
 
 
 def test_models_create_strips_the_data_parallel_prefix(tmp_path):
-    from glitchlib.models import cifar_resnet20
+    from glitchlib.models._resnet import cifar_resnet20
 
     net = cifar_resnet20()
     path = tmp_path / "dp.pth"
     torch.save(torch.nn.DataParallel(net).state_dict(), path)
-    model = g.models.create("resnet20", 10, weights=path)  # keys "module.conv1.weight", ...
+    model = g.models.create("resnet20", n_classes=10, weights=path)  # keys "module.conv1.weight", ...
     sums = {round(float(t.double().sum()), 6) for t in net.state_dict().values()}
     loaded = [round(float(t.double().sum()), 6) for t in model.prefix.state_dict().values()]
     assert loaded and all(s in sums for s in loaded)
@@ -263,7 +263,7 @@ def test_compute_signals_from_matrices_takes_array_likes_and_checks_flags():
     lambda: g.data.load_ood("fmnist", download="no"),
     lambda: g.settings.training_settings("fmnist", "resnet20", pretrained="false"),
     lambda: g.experiments.run(ExperimentSettings(), store="/nonexistent/never", progress="false"),
-    lambda: g.models.create("resnet20", 10, pretrained="false"),
+    lambda: g.models.create("resnet20", n_classes=10, pretrained="false"),
 ])
 def test_a_non_empty_string_is_never_read_as_true(call):
     with pytest.raises(ValueError, match=r"^(download|pretrained|progress)='(false|no)': need True or False"):

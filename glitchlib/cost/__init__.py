@@ -5,39 +5,18 @@ decomposition T1 to T4 (training both ways), ``scaling`` the influence sweeps,
 ``stored`` keeps benchmark results in the results store.
 """
 
-from .measure import PeakMemory, matmul_seconds, timed
-from .scaling import (
-    BOOK_SCALING,
-    ScalingSettings,
-    growth_exponent,
-    growth_summary,
-    measure_point,
-    plot_scaling,
-    run_scaling,
-)
-from .stored import benchmark_path, stored_benchmark
-from .training import (
-    PAPER_SHARE,
-    TrainingCostSettings,
-    cost_breakdown,
-    cost_cells,
-    measure_training_cost,
-    t1_to_t4_table,
-)
+from .measure import timed
+from .scaling import BOOK_SCALING, ScalingSettings, growth_summary, plot_scaling, run_scaling
+from .stored import stored_benchmark
+from .training import PAPER_SHARE, TrainingCostSettings, cost_cells, measure_training_cost, t1_to_t4_table
 
 __all__ = [
     "BOOK_SCALING",
     "PAPER_SHARE",
-    "PeakMemory",
     "ScalingSettings",
     "TrainingCostSettings",
-    "benchmark_path",
-    "cost_breakdown",
     "cost_cells",
-    "growth_exponent",
     "growth_summary",
-    "matmul_seconds",
-    "measure_point",
     "measure_training_cost",
     "plot_scaling",
     "run_scaling",

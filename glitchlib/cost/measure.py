@@ -33,7 +33,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(call: Callable[[], Any], device: str | torch.device = "cpu") -> tuple[Any, float]:
+def timed(call: Callable[[], Any], *, device: str | torch.device = "cpu") -> tuple[Any, float]:
     """Run ``call()``; return ``(result, seconds)`` of wall-clock time.
 
     On a CUDA ``device`` the device is synchronised before and after, so the
@@ -89,7 +89,7 @@ class PeakMemory:
         (the CPU meter needs Linux's ``/proc``).
     """
 
-    def __init__(self, device: str | torch.device = "cpu", *, interval: float = 0.002) -> None:
+    def __init__(self, *, device: str | torch.device = "cpu", interval: float = 0.002) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive seconds, got {interval}")
         self.device = torch.device(device)
@@ -135,8 +135,8 @@ class PeakMemory:
 
 def matmul_seconds(
     shapes: Sequence[tuple[int, int, int, int]],
-    device: str | torch.device = "cpu",
     *,
+    device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     max_inner: int = 8192,
     repeats: int = 2,
@@ -199,4 +199,4 @@ def matmul_seconds(
                     target.addmm_(a[:r, :k], b[:k, :c])
 
     run()
-    return min(timed(run, device)[1] for _ in range(repeats))
+    return min(timed(run, device=device)[1] for _ in range(repeats))

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from .measure import PeakMemory, matmul_seconds, timed
 
 __all__ = [
-    "BOOK_SCALING", "ScalingSettings", "growth_exponent", "growth_summary", "measure_point", "plot_scaling", "run_scaling",
+    "BOOK_SCALING", "ScalingSettings", "growth_summary", "plot_scaling", "run_scaling",
 ]
 
 _MIB = 2**20
@@ -129,7 +129,7 @@ def _case(name: str, s: ScalingSettings, n: int, m: int, k: int | None, gen: tor
     else:
         from ..models import create
 
-        model = create("resnet20", c, pretrained=False, freeze=True, seed=s.seed).suffix
+        model = create("resnet20", n_classes=c, pretrained=False, freeze=True, seed=s.seed).suffix
         x = torch.randn(n + m, 64, 7, 7, generator=gen).relu()
         layers = ["layer3.2", "fc"]
         conv = sum(p.numel() for name_, p in model.named_parameters() if "conv" in name_)
@@ -139,7 +139,7 @@ def _case(name: str, s: ScalingSettings, n: int, m: int, k: int | None, gen: tor
     return model, layers, x, y, d, shapes
 
 
-def measure_point(case: str, n: int, m: int, settings: ScalingSettings, *, k: int | None = None) -> dict[str, Any]:
+def _measure_point(case: str, n: int, m: int, settings: ScalingSettings, *, k: int | None = None) -> dict[str, Any]:
     """Time and memory of one influence matrix, and its matrix-multiply bound.
 
     Parameters
@@ -176,19 +176,19 @@ def measure_point(case: str, n: int, m: int, settings: ScalingSettings, *, k: in
     gen = torch.Generator().manual_seed(settings.seed)
     model, layers, x, y, d, shapes = _case(case, settings, n, m, k, gen)
     checkpoints = _checkpoints(model, settings.checkpoints, gen)
-    engine = TracIn(model, checkpoints, layers, device=settings.device, projection_dim=k, seed=settings.seed,
+    engine = TracIn(model, checkpoints, layers=layers, device=settings.device, projection_dim=k, seed=settings.seed,
                     progress=False)
     engine.train_test(x[:2], y[:2], x[n:n + 2], y[n:n + 2])  # warm-up (one-off initialisation), untimed
     def run():
         return engine.train_test(x[:n], y[:n], x[n:], y[n:])
 
-    with PeakMemory(settings.device) as memory:
-        matrix, seconds = timed(run, settings.device)
+    with PeakMemory(device=settings.device) as memory:
+        matrix, seconds = timed(run, device=settings.device)
     matrix_mib = matrix.numel() * matrix.element_size() / _MIB
     del matrix
     for _ in range(settings.repeats - 1):
-        seconds = min(seconds, timed(run, settings.device)[1])
-    mm = matmul_seconds(shapes, settings.device)
+        seconds = min(seconds, timed(run, device=settings.device)[1])
+    mm = matmul_seconds(shapes, device=settings.device)
     peak = None if memory.peak_bytes is None else memory.peak_bytes / _MIB
     return {"case": case if k is None else f"{case} projected", "n": n, "m": m, "d": d, "k": k,
             "checkpoints": settings.checkpoints, "seconds": seconds, "mm_seconds": mm, "mm_share": mm / seconds,
@@ -197,7 +197,13 @@ def measure_point(case: str, n: int, m: int, settings: ScalingSettings, *, k: in
 
 
 def run_scaling(settings: ScalingSettings, *, progress: bool = True) -> pd.DataFrame:
-    """Every point of the three sweeps: one row per point (:func:`measure_point`'s dict plus ``sweep``)."""
+    """Every point of the three sweeps: one row per point.
+
+    Columns ``sweep`` (``"n"``, ``"m"`` or ``"d"``), ``case``, ``n``, ``m``, ``d``,
+    ``k``, ``checkpoints``, ``seconds``, ``mm_seconds``, ``mm_share``, ``peak_mib``,
+    ``matrix_mib`` and ``beyond_matrix_mib`` (None where memory cannot be read);
+    see the module docstring.
+    """
     s = settings
     points = [("n", "linear head", n, s.m_fixed, None) for n in sorted(s.n_values)]
     points += [("m", "linear head", s.n_fixed, m, None) for m in sorted(s.m_values)]
@@ -205,11 +211,11 @@ def run_scaling(settings: ScalingSettings, *, progress: bool = True) -> pd.DataF
     points += [("d", "resnet20", s.d_n, s.d_m, k) for k in sorted(s.k_values)]
     rows = []
     for sweep, case, n, m, k in tqdm(points, desc="influence scaling", disable=not progress, leave=False):
-        rows.append({"sweep": sweep, **measure_point(case, n, m, s, k=k)})
+        rows.append({"sweep": sweep, **_measure_point(case, n, m, s, k=k)})
     return pd.DataFrame(rows)
 
 
-def growth_exponent(table: pd.DataFrame, sweep: str, column: str = "seconds") -> float:
+def _growth_exponent(table: pd.DataFrame, sweep: str, column: str = "seconds") -> float:
     """Slope of ``log(column)`` against ``log(size)`` over the points of ``sweep`` ("n" or "m").
 
     1 means linear growth, 0 flat. Least squares over all points of the sweep.
@@ -265,6 +271,6 @@ def growth_summary(table: pd.DataFrame) -> str:
     beyond = rows["beyond_matrix_mib"].dropna()
     memory = (f"memory beyond the n x m matrix stays within {beyond.min():.0f} to {beyond.max():.0f} MiB"
               if len(beyond) else "memory could not be read on this platform")
-    return (f"Time grows as n^{growth_exponent(table, 'n'):.2f} (n from {rows['n'].min():,} to "
-            f"{rows['n'].max():,}) and m^{growth_exponent(table, 'm'):.2f}; {memory} while n grows "
+    return (f"Time grows as n^{_growth_exponent(table, 'n'):.2f} (n from {rows['n'].min():,} to "
+            f"{rows['n'].max():,}) and m^{_growth_exponent(table, 'm'):.2f}; {memory} while n grows "
             f"{rows['n'].max() / rows['n'].min():.0f}-fold.")

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..store import as_store, read_json, write_json
 
-__all__ = ["benchmark_path", "stored_benchmark"]
+__all__ = ["stored_benchmark"]
 
 
 def _load_average() -> float | None:
@@ -31,7 +31,7 @@ def _load_average() -> float | None:
         return None
 
 
-def benchmark_path(store: Any, name: str, settings: Mapping[str, Any]) -> Path:
+def _benchmark_path(store: Any, name: str, settings: Mapping[str, Any]) -> Path:
     """Where the result of benchmark ``name`` with ``settings`` lives in ``store`` (a Store or a path)."""
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise ValueError(f"name={name!r}: use letters, digits, '-' and '_' only")
@@ -42,9 +42,9 @@ def benchmark_path(store: Any, name: str, settings: Mapping[str, Any]) -> Path:
 def stored_benchmark(
     store: Any,
     name: str,
+    *,
     settings: Mapping[str, Any],
     compute: Callable[[], Any],
-    *,
     recompute: bool = False,
     compute_missing: bool = True,
     device: str = "cpu",
@@ -81,7 +81,7 @@ def stored_benchmark(
     """
     from ..experiments import environment
 
-    path = benchmark_path(store, name, settings)
+    path = _benchmark_path(store, name, settings)
     if path.is_file() and not recompute:
         return {**read_json(path), "path": str(path)}
     if not compute_missing:

@@ -133,7 +133,7 @@ def measure_training_cost(settings: TrainingCostSettings) -> dict[str, Any]:
 
     s = settings
     ds = data.load(s.dataset, seed=s.seed, subset=s.subset, root=s.data_root)
-    model = models.create(s.model, ds.n_classes, pretrained=s.pretrained, weights=s.weights, seed=s.seed)
+    model = models.create(s.model, n_classes=ds.n_classes, pretrained=s.pretrained, weights=s.weights, seed=s.seed)
     k = min(s.sample, len(ds.x_train))
     x, y = ds.x_train[:k], ds.y_train[:k]
     one_epoch = TrainSettings(lr=s.lr, batch_size=s.batch_size, epochs=1)
@@ -142,11 +142,11 @@ def measure_training_cost(settings: TrainingCostSettings) -> dict[str, Any]:
         return compute_features(model, images, device=s.device, batch_size=s.batch_size, progress=False)
 
     def epoch(images, labels):
-        return fit(model, images, labels, None, None, one_epoch, seed=s.seed, device=s.device, progress=False)
+        return fit(model, images, labels, None, None, settings=one_epoch, seed=s.seed, device=s.device, progress=False)
 
     backbone(x[:8]), epoch(x[:8], y[:8])  # warm-up, untimed
-    t_backbone = min(timed(lambda: backbone(x), s.device)[1] for _ in range(s.repeats))
-    t_epoch = min(timed(lambda: epoch(x, y), s.device)[1] for _ in range(s.repeats))
+    t_backbone = min(timed(lambda: backbone(x), device=s.device)[1] for _ in range(s.repeats))
+    t_epoch = min(timed(lambda: epoch(x, y), device=s.device)[1] for _ in range(s.repeats))
     return {"n_train": len(ds.x_train), "n_test": len(ds.x_test), "sample": k,
             "backbone_seconds": t_backbone, "epoch_seconds": t_epoch,
             "backbone_per_image": t_backbone / k, "epoch_per_image": t_epoch / k}
@@ -234,7 +234,8 @@ def cost_cells(settings: Sequence, *, dataset: str = "mnist", glitch: str = "cla
     return cells, skipped
 
 
-def t1_to_t4_table(timings: pd.DataFrame, runs: pd.DataFrame, measured: Mapping[str, Mapping], cells) -> pd.DataFrame:
+def t1_to_t4_table(timings: pd.DataFrame, runs: pd.DataFrame, measured: Mapping[str, Mapping], *,
+                   cells) -> pd.DataFrame:
     """T1 (both ways), T2, T3, T4 and the shares, one column per cell's model.
 
     Stage seconds are the mean over the runs of each cell's dataset, model and

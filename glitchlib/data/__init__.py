@@ -27,25 +27,23 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..settings import DATASETS, IMAGE_DATASETS
-from . import _files
+from . import _embedded, _files
 from ._dataset import Dataset, OODPool
-from ._embedded import EMBEDDED, EMBEDDED_DIR, provenance, read_embedded
+from ._embedded import EMBEDDED, provenance, read_embedded
 from .folders import IMAGEWOOF_CLASSES, load_image_folder, load_imagewoof
-from .subsets import class_quotas, stratified_indices
-from .tabular import TABULAR_DATASETS, fit_quantile_transform, read_table, train_validation_split
+from .subsets import stratified_indices
+from .tabular import TABULAR_DATASETS, _fit_quantile_transform, _train_validation_split, read_table
 from .transforms import denormalize, match_image_shape, preprocess
 
 __all__ = [
-    "DATASETS", "OOD_SOURCE", "CLASS_NAMES", "IMAGE_SHAPE", "EMBEDDED_SUBSET", "EMBEDDED_DIR",
-    "Dataset", "OODPool", "load", "load_ood", "denormalize", "preprocess",
-    "match_image_shape", "stratified_indices", "class_quotas", "default_root", "provenance",
+    "DATASETS", "OOD_SOURCE", "CLASS_NAMES", "IMAGE_SHAPE", "EMBEDDED_SUBSET",
+    "Dataset", "OODPool", "load", "load_ood", "denormalize", "stratified_indices", "provenance",
     "load_image_folder",
 ]
 
@@ -71,7 +69,6 @@ EMBEDDED_SUBSET = 0.1
 # :mod:`glitchlib.settings`.
 __all__ += ["IMAGE_DATASETS", "TABULAR_DATASETS"]
 
-default_root = _files.default_root
 _announced: set[str] = set()
 
 
@@ -108,7 +105,7 @@ def _check_subset(subset) -> float:
 
 
 def _root_path(root) -> Path:
-    return Path(root).expanduser() if root is not None else default_root()
+    return Path(root).expanduser() if root is not None else _files.default_root()
 
 
 # ------------------------------------------------------------------ loading
@@ -129,7 +126,7 @@ def _load_embedded(name: str) -> Dataset:
     arrays = read_embedded(name)
     _say_once(f"load:{name}", (
         f"glitchlib.data.load({name!r}): using the embedded 10 % subset "
-        f"({str(EMBEDDED_DIR / (name + '.npz'))}); pass root= to draw subsets from the "
+        f"({str(_embedded.EMBEDDED_DIR / (name + '.npz'))}); pass root= to draw subsets from the "
         "official files"))
     images, labels = arrays["images"], arrays["labels"]
     tr, te = arrays["train_index"], arrays["test_index"]
@@ -141,13 +138,13 @@ def _load_embedded(name: str) -> Dataset:
         train_index=tr.copy(), test_index=te.copy())
 
 
-def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
+def load(name: str, *, seed: int = 0, subset: float = 0.1, root=None,
          download: bool = False) -> Dataset:
     """Load the stratified training and validation subsets of a dataset.
 
     ``name`` may also be a table of ``TABULAR_DATASETS``: ``breast_cancer``,
     ``wine``, ``digits`` (shipped with scikit-learn), ``covtype``, ``jannis``,
-    ``epsilon`` (``download=True`` once, then cached); see :func:`_load_table`.
+    ``epsilon`` (``download=True`` once, then cached); see :mod:`glitchlib.data.tabular`.
 
     Parameters
     ----------
@@ -201,7 +198,7 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
     seed = _check_seed(seed)
     subset = _check_subset(subset)
     if name == "imagewoof":
-        return load_imagewoof(root, download=download, subset=subset, seed=seed)
+        return load_imagewoof(root=root, download=download, subset=subset, seed=seed)
     if root is None and not download and name in EMBEDDED:
         if not math.isclose(subset, EMBEDDED_SUBSET):
             raise ValueError(
@@ -220,7 +217,7 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
     parts = {}
     for split in ("train", "test"):
         images, labels = _files.read_split(name, directory, split)
-        index = stratified_indices(labels, subset, seed)
+        index = stratified_indices(labels, fraction=subset, seed=seed)
         parts[split] = (preprocess(images[index]), torch.from_numpy(labels[index]), index)
     return Dataset(
         name=name, x_train=parts["train"][0], y_train=parts["train"][1],
@@ -230,13 +227,13 @@ def load(name: str, seed: int = 0, subset: float = 0.1, root=None,
         train_index=parts["train"][2], test_index=parts["test"][2])
 
 
-def load_ood(name: str, seed: int = 0, root=None, download: bool = False) -> OODPool:
+def load_ood(name: str, *, seed: int = 0, root=None, download: bool = False) -> OODPool:
     """The out-of-distribution pool from which anomalies of ``name`` are drawn.
 
     The pool is the test split of ``OOD_SOURCE[name]`` (MNIST runs get Fashion-MNIST,
     Fashion-MNIST runs get MNIST, CIFAR-10 runs get Fashion-MNIST; SPEC.md section 2),
     converted to ``name``'s image shape (bilinear resize, grey channel repeated; see
-    :func:`match_image_shape`) and normalised.
+    :func:`glitchlib.data.transforms.match_image_shape`) and normalised.
 
     Parameters
     ----------
@@ -291,7 +288,7 @@ def load_ood(name: str, seed: int = 0, root=None, download: bool = False) -> OOD
         _say_once(f"ood:{name}", (
             f"glitchlib.data.load_ood({name!r}): using the embedded "
             f"{_files.DISPLAY_NAME[source_name]} pool"))
-    x = match_image_shape(preprocess(images), IMAGE_SHAPE[name])
+    x = match_image_shape(preprocess(images), shape=IMAGE_SHAPE[name])
     return OODPool(x=x, y=torch.from_numpy(np.asarray(labels, dtype=np.int64)),
                    source_name=source_name, class_names=list(CLASS_NAMES[source_name]),
                    source=source)
@@ -301,16 +298,16 @@ def _load_table(name: str, seed, root, download: bool) -> Dataset:
     """A table split into stratified training and validation rows, quantile-transformed (SPEC.md section 9.7).
 
     The validation set is a stratified 20 % of the rows drawn with ``seed``
-    (:func:`~glitchlib.data.tabular.train_validation_split`); the quantile transform
-    (:func:`~glitchlib.data.tabular.fit_quantile_transform`) is fitted on the
+    (:data:`~glitchlib.data.tabular.VALIDATION_SHARE`); a quantile transform to normal
+    marginals (see :mod:`glitchlib.data.tabular`) is fitted on the
     training rows only, then applied to both sets.  Every row of the table is
     used (``subset`` does not apply to tables; sub-sample with the experiment's
     ``n_train`` / ``n_test``).
     """
     seed = _check_seed(seed)
-    table = read_table(name, _root_path(root), download=download)
-    train_index, test_index = train_validation_split(table.y, seed)
-    transform = fit_quantile_transform(table.x[train_index], seed)
+    table = read_table(name, root=_root_path(root), download=download)
+    train_index, test_index = _train_validation_split(table.y, seed=seed)
+    transform = _fit_quantile_transform(table.x[train_index], seed=seed)
 
     def prepared(index: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(transform.transform(table.x[index]).astype(np.float32))

@@ -27,8 +27,7 @@ from .subsets import stratified_indices
 
 __all__ = [
     "IMAGE_EXTENSIONS", "IMAGEWOOF_URL", "IMAGEWOOF_FOLDER", "IMAGEWOOF_CLASSES",
-    "list_image_folder", "read_images", "load_image_folder", "load_imagewoof", "imagewoof_split",
-    "write_image_folder",
+    "list_image_folder", "read_images", "load_image_folder", "load_imagewoof", "write_image_folder",
 ]
 
 #: File endings read as images (torchvision's ``IMG_EXTENSIONS``).
@@ -206,7 +205,7 @@ def load_image_folder(path, *, image_size: int | None = None, test_fraction: flo
     layout = list_image_folder(path)
     files, labels = layout["train"]
     if layout["val"] is None:
-        test = stratified_indices(labels, float(test_fraction), int(seed))
+        test = stratified_indices(labels, fraction=float(test_fraction), seed=int(seed))
         train = np.setdiff1d(np.arange(len(files)), test)
         train_files, y_train = [files[i] for i in train], labels[train]
         test_files, y_test = [files[i] for i in test], labels[test]
@@ -228,7 +227,7 @@ def load_image_folder(path, *, image_size: int | None = None, test_fraction: flo
                    test_files=[str(f) for f in test_files])
 
 
-def write_image_folder(x, labels, class_names, path) -> list[str]:
+def write_image_folder(x, labels, *, class_names, path) -> list[str]:
     """Write normalised images as PNG files into ``path/<class name>/<index>.png``.
 
     The inverse of :func:`load_image_folder` for building examples and tests: each
@@ -271,7 +270,7 @@ def write_image_folder(x, labels, class_names, path) -> list[str]:
 
 
 # ------------------------------------------------------------------ ImageWoof
-def imagewoof_missing_message(root: Path) -> str:
+def _imagewoof_missing_message(root: Path) -> str:
     """What to place where when ImageWoof is not on disk."""
     return (f"ImageWoof is not under {str(root)!r}: download {IMAGEWOOF_URL}, unpack it there "
             f"(giving {str(root / IMAGEWOOF_FOLDER)}/train/<wnid>/*.JPEG and .../val/...), "
@@ -294,14 +293,14 @@ def _download_imagewoof(root: Path, url: str) -> None:
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise RuntimeError(f"downloading ImageWoof from {url} failed ({exc}). "
-                           + imagewoof_missing_message(root)) from None
+                           + _imagewoof_missing_message(root)) from None
     partial.replace(archive)
     with tarfile.open(archive) as tar:
         tar.extractall(root, filter="data")
     archive.unlink()
 
 
-def imagewoof_split(folder, subset: float, seed: int) -> tuple[dict, dict]:
+def _imagewoof_split(folder, *, subset: float, seed: int) -> tuple[dict, dict]:
     """The layout of an unpacked ImageWoof folder and the indices of the stratified subset of each split.
 
     Reads file names only, no image: ``(layout, {"train": index, "val": index})``
@@ -309,12 +308,12 @@ def imagewoof_split(folder, subset: float, seed: int) -> tuple[dict, dict]:
     decodes these images; the runnability check counts their labels.
     """
     layout = list_image_folder(folder)
-    index = {split: stratified_indices(layout[split][1], float(subset), seed) if subset < 1
+    index = {split: stratified_indices(layout[split][1], fraction=float(subset), seed=seed) if subset < 1
              else np.arange(len(layout[split][0])) for split in ("train", "val")}
     return layout, index
 
 
-def load_imagewoof(root=None, *, download: bool = False, image_size: int = 224, subset: float = 0.1,
+def load_imagewoof(*, root=None, download: bool = False, image_size: int = 224, subset: float = 0.1,
                    seed: int = 0, url: str = IMAGEWOOF_URL, progress: bool = True):
     """ImageWoof (ten dog breeds of ImageNet, fastai's 320 px release), SPEC.md section 9.10.
 
@@ -353,9 +352,9 @@ def load_imagewoof(root=None, *, download: bool = False, image_size: int = 224, 
     folder = root / IMAGEWOOF_FOLDER
     if not (folder / "train").is_dir():
         if not download:
-            raise FileNotFoundError(imagewoof_missing_message(root))
+            raise FileNotFoundError(_imagewoof_missing_message(root))
         _download_imagewoof(root, url)
-    layout, split_index = imagewoof_split(folder, subset, seed)
+    layout, split_index = _imagewoof_split(folder, subset=subset, seed=seed)
     parts = {}
     for split in ("train", "val"):
         files, labels = layout[split]

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-__all__ = ["stratified_indices", "class_quotas"]
+__all__ = ["stratified_indices"]
 
 
-def class_quotas(counts: np.ndarray, total: int) -> np.ndarray:
+def _class_quotas(counts: np.ndarray, total: int) -> np.ndarray:
     """Split ``total`` over classes proportionally to ``counts`` (largest remainders).
 
     Parameters
@@ -38,11 +38,13 @@ def class_quotas(counts: np.ndarray, total: int) -> np.ndarray:
     return quotas
 
 
-def stratified_indices(labels, fraction: float, seed: int) -> np.ndarray:
+def stratified_indices(labels, *, fraction: float, seed: int) -> np.ndarray:
     """Draw a stratified random subset, as the paper's 10 % subsets.
 
     The subset holds ``round(fraction * n)`` samples (halves round up), split over
-    the classes proportionally to their sizes by :func:`class_quotas`; inside every
+    the classes proportionally to their sizes (largest remainders: ``floor(total * n_c / n)``
+    per class, plus one for the classes with the largest fractional parts, ties to
+    the lower class index); inside every
     class, in increasing class order, the samples are drawn uniformly without
     replacement from one ``numpy.random.default_rng(seed)`` stream.
 
@@ -69,7 +71,7 @@ def stratified_indices(labels, fraction: float, seed: int) -> np.ndarray:
     seed = as_seed(seed)
     classes, counts = np.unique(labels, return_counts=True)
     total = math.floor(fraction * labels.size + 0.5)
-    quotas = class_quotas(counts, total)
+    quotas = _class_quotas(counts, total)
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(np.flatnonzero(labels == c), size=int(q), replace=False)
               for c, q in zip(classes, quotas)]

@@ -38,9 +38,6 @@ __all__ = [
     "VALIDATION_SHARE",
     "Table",
     "read_table",
-    "table_cache_path",
-    "train_validation_split",
-    "fit_quantile_transform",
 ]
 
 #: Share of the rows drawn (stratified) as the clean validation set.
@@ -69,7 +66,7 @@ class Table:
     source: str
 
 
-def table_cache_path(name: str, root: Path) -> Path:
+def _table_cache_path(name: str, root: Path) -> Path:
     """``<root>/tabular/<name>.npz``: the cached copy of a downloaded table."""
     return Path(root) / "tabular" / f"{name}.npz"
 
@@ -127,7 +124,7 @@ def _save(table: Table, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def read_table(name: str, root: Path, download: bool = False) -> Table:
+def read_table(name: str, *, root: Path, download: bool = False) -> Table:
     """The whole table ``name``: shipped, cached under ``root``, or downloaded with ``download=True``.
 
     Raises
@@ -145,7 +142,7 @@ def read_table(name: str, root: Path, download: bool = False) -> Table:
         return _shipped(name)
     if name not in DOWNLOADED_TABLES:
         raise ValueError(f"name={name!r} is not a tabular dataset; choose one of {', '.join(TABULAR_DATASETS)}")
-    path = table_cache_path(name, root)
+    path = _table_cache_path(name, root)
     if path.is_file():
         with np.load(path, allow_pickle=False) as npz:
             return Table(npz["x"], npz["y"], [str(c) for c in npz["class_names"]],
@@ -162,17 +159,18 @@ def read_table(name: str, root: Path, download: bool = False) -> Table:
     return table
 
 
-def train_validation_split(y: np.ndarray, seed: int, share: float = VALIDATION_SHARE) -> tuple[np.ndarray, np.ndarray]:
+def _train_validation_split(y: np.ndarray, *, seed: int,
+                           share: float = VALIDATION_SHARE) -> tuple[np.ndarray, np.ndarray]:
     """Stratified split of the rows: ``(train_index, validation_index)``, sorted, disjoint, covering all rows.
 
-    The validation rows are :func:`~glitchlib.data.stratified_indices` ``(y, share, seed)``.
+    The validation rows are :func:`~glitchlib.data.stratified_indices` ``(y, fraction=share, seed=seed)``.
     """
-    validation = stratified_indices(y, share, seed)
+    validation = stratified_indices(y, fraction=share, seed=seed)
     train = np.setdiff1d(np.arange(len(y)), validation).astype(np.int64)
     return train, validation
 
 
-def fit_quantile_transform(x_train: np.ndarray, seed: int):
+def _fit_quantile_transform(x_train: np.ndarray, *, seed: int):
     """scikit-learn's ``QuantileTransformer`` to normal marginals, fitted on ``x_train`` only.
 
     As Gorishniy et al. (2021): ``n_quantiles = clip(n_train // 30, 10, 1000)``,

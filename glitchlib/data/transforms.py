@@ -64,7 +64,7 @@ def denormalize(x):
     return np.clip(np.asarray(x) * 0.5 + 0.5, 0.0, 1.0)
 
 
-def match_image_shape(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+def match_image_shape(x: torch.Tensor, *, shape: Sequence[int]) -> torch.Tensor:
     """Resize and channel-match images to ``shape = (C, H, W)``.
 
     Resizing is bilinear (``torch.nn.functional.interpolate``, ``align_corners=False``,

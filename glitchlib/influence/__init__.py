@@ -9,21 +9,8 @@
 small models (SPEC.md section 9.8), with TracIn's sign convention.
 """
 
-from .gradients import Factors, per_sample_loss
-from .influence_function import MAX_PARAMETERS, InfluenceFunction
-from .layers import INFLUENCE_MODULE_TYPES, influence_module_names, resolve_layers
-from .projection import GaussianProjector, IdentityProjector
+from .influence_function import InfluenceFunction
+from .layers import influence_module_names
 from .tracin import TracIn
 
-__all__ = [
-    "INFLUENCE_MODULE_TYPES",
-    "Factors",
-    "GaussianProjector",
-    "IdentityProjector",
-    "InfluenceFunction",
-    "MAX_PARAMETERS",
-    "TracIn",
-    "influence_module_names",
-    "per_sample_loss",
-    "resolve_layers",
-]
+__all__ = ["InfluenceFunction", "TracIn", "influence_module_names"]

@@ -51,18 +51,20 @@ from torch.func import functional_call, grad, vmap
 
 from .layers import InfluenceLayer
 
+__all__ = ["Factors", "Plan", "make_plan", "batched_gradients", "flat_gradients", "per_sample_loss"]
 
-def as_args(x) -> tuple:
+
+def _as_args(x) -> tuple:
     """The positional inputs of the model: ``x`` itself, or the tensors of a tuple ``x``."""
     return tuple(x) if isinstance(x, (tuple, list)) else (x,)
 
 
-def n_samples(x) -> int:
+def _n_samples(x) -> int:
     """Samples in ``x`` (a tensor, or a tuple of tensors sharing their first dimension)."""
-    return as_args(x)[0].shape[0]
+    return _as_args(x)[0].shape[0]
 
 
-def take(x, start: int, stop: int):
+def _take(x, start: int, stop: int):
     """Samples ``start:stop`` of ``x`` (each tensor of a tuple sliced alike)."""
     return tuple(t[start:stop] for t in x) if isinstance(x, (tuple, list)) else x[start:stop]
 
@@ -141,7 +143,7 @@ class Plan:
 
 
 def _forward(model: nn.Module, params: Mapping[str, Tensor], x) -> Tensor:
-    out = functional_call(model, dict(params), as_args(x))
+    out = functional_call(model, dict(params), _as_args(x))
     if not isinstance(out, Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"model must return logits of shape (n, n_classes); it returned {shape}")
@@ -284,7 +286,7 @@ def batched_gradients(
     layers = list(closed_form) + list(hooked)
     if not layers:
         return [], []
-    n = n_samples(x)
+    n = _n_samples(x)
     records: dict[int, list[tuple[Tensor, Tensor]]] = {id(layer.module): [] for layer in layers}
 
     def capture(module: nn.Module, inputs: tuple, output: Tensor) -> Tensor:
@@ -376,18 +378,18 @@ def flat_gradients(
     names = list(parameter_names)
     diff = {k: params[k] for k in names}
     rest = {k: v for k, v in params.items() if k not in diff}
-    n = n_samples(x)
+    n = _n_samples(x)
     if out is None:
         out = [params[k].new_empty((n, params[k].numel())) for k in names]
 
     def loss_one(p: dict[str, Tensor], xi, yi: Tensor) -> Tensor:
-        logits = functional_call(model, (rest, p), tuple(t.unsqueeze(0) for t in as_args(xi)))
+        logits = functional_call(model, (rest, p), tuple(t.unsqueeze(0) for t in _as_args(xi)))
         return per_sample_loss(logits, yi.unsqueeze(0)).sum()
 
     per_sample = vmap(grad(loss_one), in_dims=(None, 0, 0))
     for start in range(0, n, vmap_chunk):
         stop = min(start + vmap_chunk, n)
-        grads = per_sample(diff, take(x, start, stop), y[start:stop])
+        grads = per_sample(diff, _take(x, start, stop), y[start:stop])
         for k, block in zip(names, out):
             block[start:stop].copy_(grads[k].reshape(stop - start, -1))
     return list(out)

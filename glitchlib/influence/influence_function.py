@@ -88,8 +88,8 @@ class InfluenceFunction:
         self,
         model: nn.Module,
         checkpoint: Any,
-        layers: Sequence[str] | None,
         *,
+        layers: Sequence[str] | None,
         damping: float = 0.001,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
@@ -110,7 +110,7 @@ class InfluenceFunction:
         self.device = torch.device(device if device is not None else "cpu")
         self._model = copy.deepcopy(model).to(device=self.device, dtype=dtype).eval()
         self._model.requires_grad_(False)
-        self._layers = resolve_layers(self._model, layers)
+        self._layers = resolve_layers(self._model, layers=layers)
         self._state = self._load(checkpoint)
         self._names = [p for layer in self._layers for p in layer.parameter_names]
         self._shapes = [self._state[p].shape for p in self._names]

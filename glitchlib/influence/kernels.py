@@ -21,6 +21,8 @@ from torch import Tensor
 
 from .gradients import Factors
 
+__all__ = ["Workspace", "accumulate_cross", "self_scores"]
+
 
 class Workspace:
     """Reusable scratch matrices (avoids re-allocating, and re-faulting, large blocks)."""
@@ -38,7 +40,7 @@ class Workspace:
         return torch.mm(a, b, out=buf[: rows * cols].view(rows, cols))
 
 
-def shares_activations(factors: Sequence[Factors], layer: int) -> bool:
+def _shares_activations(factors: Sequence[Factors], layer: int) -> bool:
     """Whether closed-form layer ``layer`` has the same input activations at every checkpoint."""
     first = factors[0].linear[layer][0]
     return all(f.linear[layer][0] is first for f in factors[1:])
@@ -49,6 +51,7 @@ def accumulate_cross(
     train: Sequence[Factors],
     test: Sequence[Factors],
     learning_rates: Sequence[float],
+    *,
     workspace: Workspace | None = None,
 ) -> Tensor:
     """Add the TracIn train-test influence of one block to ``out``.
@@ -74,7 +77,7 @@ def accumulate_cross(
     ws = workspace or Workspace()
     lrs = [float(lr) for lr in learning_rates]
     for k in range(len(train[0].linear)):
-        if shares_activations(train, k) and shares_activations(test, k):
+        if _shares_activations(train, k) and _shares_activations(test, k):
             s = ws.mm("act", train[0].linear[k][0], test[0].linear[k][0].T)
             if len(lrs) == 1:
                 d_train = train[0].linear[k][1] * lrs[0]

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+__all__ = ["INFLUENCE_MODULE_TYPES", "InfluenceLayer", "influence_module_names", "resolve_layers"]
+
 try:  # the FT-Transformer's numeric feature tokenizer (Gorishniy et al., 2021)
     from rtdl_revisiting_models import LinearEmbeddings as _LinearEmbeddings
 except ImportError:  # pragma: no cover - a declared dependency
@@ -71,7 +73,7 @@ class InfluenceLayer:
         return any(p.endswith("bias") for p in self.parameter_names)
 
 
-def parameter_aliases(model: nn.Module) -> dict[str, str]:
+def _parameter_aliases(model: nn.Module) -> dict[str, str]:
     """Every parameter and buffer name of ``model`` -> the canonical name of its tensor.
 
     The canonical name is the one ``named_parameters()``/``named_buffers()`` report
@@ -95,7 +97,7 @@ def _join(prefix: str, name: str) -> str:
 
 
 def resolve_layers(
-    model: nn.Module, layers: Sequence[str] | None, *, bias: bool = True
+    model: nn.Module, *, layers: Sequence[str] | None, bias: bool = True
 ) -> list[InfluenceLayer]:
     """Expand and validate influence layer names.
 
@@ -134,7 +136,7 @@ def resolve_layers(
         raise ValueError(f"layers is empty; name at least one module, e.g. one of: {shown}")
 
     modules = dict(model.named_modules())
-    aliases = parameter_aliases(model)
+    aliases = _parameter_aliases(model)
     counts = Counter(aliases.values())
     shared = {c for c, k in counts.items() if k > 1}
     chosen: list[InfluenceLayer] = []

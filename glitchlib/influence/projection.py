@@ -23,6 +23,8 @@ from torch import Tensor
 
 from .gradients import Factors
 
+__all__ = ["IdentityProjector", "GaussianProjector"]
+
 _MIX = 0x9E3779B97F4A7C15  # 64-bit golden-ratio constant to mix seeds
 
 
@@ -62,7 +64,7 @@ class GaussianProjector:
         redrawn beyond it.
     """
 
-    def __init__(self, dim: int, seed: int = 0, *, block: int = 8192, cache_bytes: int = 2**30):
+    def __init__(self, *, dim: int, seed: int = 0, block: int = 8192, cache_bytes: int = 2**30):
         from .._validation import as_int, as_seed
 
         self.dim = as_int(dim, "projection_dim", low=1)

@@ -30,10 +30,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import _validation
-from .gradients import Factors, Plan, as_args, batched_gradients, flat_gradients, make_plan, n_samples, take
+from .gradients import Factors, Plan, _as_args, _n_samples, _take, batched_gradients, flat_gradients, make_plan
 from .kernels import Workspace, accumulate_cross, self_scores
-from .layers import InfluenceLayer, parameter_aliases, resolve_layers
+from .layers import InfluenceLayer, _parameter_aliases, resolve_layers
 from .projection import GaussianProjector, IdentityProjector
+
+__all__ = ["TracIn"]
 
 _TEST_BYTES = 2 * 2**30  # budget for cached test-side factors (all checkpoints)
 _TRAIN_BYTES = 512 * 2**20  # budget for one training chunk's factors (all checkpoints)
@@ -128,9 +130,9 @@ class TracIn:
         self,
         model: nn.Module,
         checkpoints: Sequence[tuple[Mapping[str, Tensor], float]],
+        *,
         layers: Sequence[str] | None,
         device: str | torch.device | None = None,
-        *,
         dtype: torch.dtype = torch.float32,
         chunk_size: int | None = None,
         test_chunk_size: int | None = None,
@@ -157,14 +159,14 @@ class TracIn:
         self.progress = progress
         self.bias = bias
         self.projector: IdentityProjector | GaussianProjector = (
-            IdentityProjector() if projection_dim is None else GaussianProjector(projection_dim, seed)
+            IdentityProjector() if projection_dim is None else GaussianProjector(dim=projection_dim, seed=seed)
         )
 
         self._model = copy.deepcopy(model).to(device=self.device, dtype=dtype).eval()
         self._model.requires_grad_(False)
-        self._layers: list[InfluenceLayer] = resolve_layers(self._model, layers, bias=bias)
+        self._layers: list[InfluenceLayer] = resolve_layers(self._model, layers=layers, bias=bias)
         base = {**dict(self._model.named_parameters()), **dict(self._model.named_buffers())}
-        self._aliases = parameter_aliases(self._model)
+        self._aliases = _parameter_aliases(self._model)
         self._params, self._lrs = self._load_checkpoints(checkpoints, base)
         self._indices = list(range(len(self._params)))
         self._plans: dict[tuple, Plan] = {}
@@ -288,30 +290,30 @@ class TracIn:
             x = _as_tensor(x, x_name)
             names = [x_name]
         y = _as_tensor(y, y_name)
-        for name, t in zip(names, as_args(x)):
+        for name, t in zip(names, _as_args(x)):
             if t.dim() < 1:
                 raise ValueError(f"{name} must have a leading sample dimension, got shape {tuple(t.shape)}")
-        sizes = {len(t) for t in as_args(x)}
+        sizes = {len(t) for t in _as_args(x)}
         if len(sizes) > 1:
-            shown = ", ".join(f"{name}: {len(t)}" for name, t in zip(names, as_args(x)))
+            shown = ", ".join(f"{name}: {len(t)}" for name, t in zip(names, _as_args(x)))
             raise ValueError(f"the tensors of {x_name} must share their first (sample) dimension; got {shown}")
         if y.dim() != 1:
             raise ValueError(f"{y_name} must be a 1-D tensor of class indices, got shape {tuple(y.shape)}")
         if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
             raise ValueError(f"{y_name} must hold integer class indices, got dtype {y.dtype}")
-        if n_samples(x) != len(y):
-            raise ValueError(f"{x_name} has {n_samples(x)} samples but {y_name} has {len(y)} labels")
+        if _n_samples(x) != len(y):
+            raise ValueError(f"{x_name} has {_n_samples(x)} samples but {y_name} has {len(y)} labels")
         return x, y.long()
 
     @staticmethod
     def _sample_shape(x: Any) -> tuple:
-        return tuple((tuple(t.shape[1:]), t.dtype) for t in as_args(x)) if isinstance(x, tuple) \
+        return tuple((tuple(t.shape[1:]), t.dtype) for t in _as_args(x)) if isinstance(x, tuple) \
             else (tuple(x.shape[1:]), x.dtype)
 
     def _plan(self, x: Any) -> Plan:
         key = self._sample_shape(x)
         if key not in self._plans:
-            probe = self._to_device(take(x, 0, 2))
+            probe = self._to_device(_take(x, 0, 2))
             self._plans[key] = make_plan(self._model, self._params[0], self._layers, probe)
         return self._plans[key]
 
@@ -378,7 +380,7 @@ class TracIn:
         self, plan: Plan, x: Tensor, y: Tensor, t: int, buffers: list[Tensor] | None = None
     ) -> Factors:
         """Factors of samples ``x`` (on the device) at checkpoint ``t``, in forward batches."""
-        params, n = self._params[t], n_samples(x)
+        params, n = self._params[t], _n_samples(x)
         n_hooked = sum(len(layer.parameter_names) for layer in plan.hooked)
         if buffers is None and plan.flat_parameters:
             buffers = [params[k].new_empty((n, params[k].numel())) for k in plan.flat_parameters]
@@ -386,12 +388,12 @@ class TracIn:
         for a, b in _ranges(n, _FORWARD_BATCH):
             out = None if buffers is None else [block[a:b] for block in buffers]
             linear, _ = batched_gradients(
-                self._model, params, plan.closed_form, plan.hooked, take(x, a, b), y[a:b],
+                self._model, params, plan.closed_form, plan.hooked, _take(x, a, b), y[a:b],
                 out=None if out is None else out[:n_hooked],
             )
             if plan.generic:
                 flat_gradients(
-                    self._model, params, plan.generic_parameters, take(x, a, b), y[a:b], vmap_chunk=_VMAP_CHUNK,
+                    self._model, params, plan.generic_parameters, _take(x, a, b), y[a:b], vmap_chunk=_VMAP_CHUNK,
                     out=out[n_hooked:],
                 )
             linear_parts.append(linear)
@@ -432,7 +434,7 @@ class TracIn:
                 if block is not None:
                     for a, c, test_factors in test:
                         accumulate_cross(block[:, a:c], [flat], [Factors([], test_factors[t].flat)], [lr],
-                                         self._workspace)
+                                         workspace=self._workspace)
                 if self_inf is not None:
                     self_inf += self_scores([flat], [lr])
             linear.append(Factors(factors.linear, []))
@@ -441,7 +443,7 @@ class TracIn:
             if block is not None:
                 for a, c, test_factors in test:
                     accumulate_cross(block[:, a:c], linear, [Factors(f.linear, []) for f in test_factors],
-                                     self._lrs, self._workspace)
+                                     self._lrs, workspace=self._workspace)
             if self_inf is not None:
                 self_inf += self_scores(linear, self._lrs)
 
@@ -464,7 +466,7 @@ class TracIn:
             harder to fit (more suspicious).
         """
         x, y = self._inputs(x, y, "x", "y")
-        n = n_samples(x)
+        n = _n_samples(x)
         out = torch.zeros(n, dtype=self.dtype)
         if n == 0:
             return out
@@ -474,7 +476,7 @@ class TracIn:
         buffers = self._buffers(plan, min(size, n))
         for start, stop in tqdm(_ranges(n, size), desc="TracIn self-influence", disable=not self.progress):
             scores = torch.zeros(stop - start, dtype=self.dtype, device=self.device)
-            self._chunk(plan, take(x, start, stop), y[start:stop], buffers, None, [], scores)
+            self._chunk(plan, _take(x, start, stop), y[start:stop], buffers, None, [], scores)
             out[start:stop] = scores.to("cpu")
         return out
 
@@ -521,13 +523,13 @@ class TracIn:
     ) -> tuple[Tensor, Tensor | None]:
         x_train, y_train = self._inputs(x_train, y_train, "x_train", "y_train")
         x_test, y_test = self._inputs(x_test, y_test, "x_test", "y_test")
-        shapes = [[tuple(t.shape[1:]) for t in as_args(x)] for x in (x_train, x_test)]
+        shapes = [[tuple(t.shape[1:]) for t in _as_args(x)] for x in (x_train, x_test)]
         if shapes[0] != shapes[1] or isinstance(x_train, tuple) != isinstance(x_test, tuple):
             raise ValueError(
                 f"x_train samples have shape {shapes[0]} but x_test samples have shape "
                 f"{shapes[1]}; both must be inputs of the same model"
             )
-        n, m = n_samples(x_train), n_samples(x_test)
+        n, m = _n_samples(x_train), _n_samples(x_test)
         out = torch.zeros(n, m, dtype=self.dtype)
         self_inf = torch.zeros(n, dtype=self.dtype) if with_self else None
         if n == 0:
@@ -546,7 +548,7 @@ class TracIn:
             for b, (j0, j1) in enumerate(blocks):
                 # the test block's factors, kept for all checkpoints, in chunks (no concatenation)
                 test = [
-                    (a - j0, c - j0, self._factors(plan, take(x_test, a, c), y_test[a:c]))
+                    (a - j0, c - j0, self._factors(plan, _take(x_test, a, c), y_test[a:c]))
                     for a, c in _ranges(j1 - j0, train_size, offset=j0)
                 ]
                 for i0, i1 in train_ranges:
@@ -558,7 +560,7 @@ class TracIn:
                     scores = None
                     if self_inf is not None and b == 0:
                         scores = torch.zeros(i1 - i0, dtype=self.dtype, device=self.device)
-                    self._chunk(plan, take(x_train, i0, i1), y_train[i0:i1], buffers, block, test, scores)
+                    self._chunk(plan, _take(x_train, i0, i1), y_train[i0:i1], buffers, block, test, scores)
                     if scores is not None:
                         self_inf[i0:i1] = scores.to("cpu")
                     if not on_cpu:

@@ -72,7 +72,7 @@ def influence_leaves(module: nn.Module, trained_layers: list[str]) -> list[str]:
     """Names of the ``Linear`` and ``Conv2d`` modules inside ``trained_layers`` (SPEC.md section 3).
 
     Also the FT-Transformer's numeric feature tokenizer (SPEC.md section 9.7;
-    ``glitchlib.influence.INFLUENCE_MODULE_TYPES``).  Names are relative to
+    ``glitchlib.influence.layers.INFLUENCE_MODULE_TYPES``).  Names are relative to
     ``module``, in module order; ``""`` in ``trained_layers`` stands for the whole
     module.
     """

@@ -1,4 +1,4 @@
-"""``create(name, n_classes, ...)``: the registered backbones, split into prefix and suffix."""
+"""``create(name, n_classes=..., ...)``: the registered backbones, split into prefix and suffix."""
 
 from __future__ import annotations
 
@@ -280,11 +280,11 @@ def _build_timm(timm_name, n_classes, pretrained, weights, seed, frozen, input_s
 
 def create(
     name: str,
+    *,
     n_classes: int,
     pretrained: bool = True,
     weights: str | os.PathLike | None = None,
     seed: int = 0,
-    *,
     freeze: bool | None = None,
     input_size: int | None = None,
     n_features: int | None = None,
@@ -319,7 +319,7 @@ def create(
         Outputs of the new head.
     pretrained : bool
         Load pretrained weights (lookup: ``weights``, the torch hub cache, the
-        download URL; see ``glitchlib.models.find_weights``).  ``False`` gives random
+        download URL).  ``False`` gives random
         weights and, unless ``freeze=True``, trains every layer: the "from scratch"
         setting, with ``prefix = nn.Identity()`` and ``suffix`` the whole network.
     weights : path-like, optional

@@ -108,14 +108,14 @@ def influence_parameters(*, n_features: int, n_classes: int) -> pd.DataFrame:
         trained but not differentiated (normalisation layers, the [CLS] token).
     """
     from .. import models
-    from ..influence import resolve_layers
+    from ..influence.layers import resolve_layers
     from .names import MODEL_NAMES
 
     rows = []
     for name in models.TABULAR_MODELS:
-        net = models.create(name, n_classes, pretrained=False, n_features=n_features).suffix
+        net = models.create(name, n_classes=n_classes, pretrained=False, n_features=n_features).suffix
         params = dict(net.named_parameters())
-        used = {p for layer in resolve_layers(net, None) for p in layer.parameter_names}
+        used = {p for layer in resolve_layers(net, layers=None) for p in layer.parameter_names}
         rest = sorted({p.rsplit(".", 1)[0].removeprefix("net.") for p in params if p not in used})
         rows.append({"model": MODEL_NAMES.get(name, name), "parameters": sum(v.numel() for v in params.values()),
                      "influence parameters": sum(params[p].numel() for p in used),
