@@ -305,7 +305,7 @@ def matrix_to_array(matrix: Any, name: str) -> np.ndarray:
 
 
 def strings_to_array(values: Any, name: str, *, length: int | None = None, example: str = "") -> np.ndarray:
-    """A 1-D array of strings (glitch kinds, characterisations)."""
+    """A 1-D array of strings (sample kinds, characterisations)."""
     a = to_numpy(values)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of strings, got shape {a.shape}")

@@ -216,7 +216,7 @@ class ExperimentSettings:
         "Model: one of " + ", ".join(MODELS) + ", or timm:<name>.", "efficientnet_lite0"
     )
     glitch: str = _help("Glitch: one of " + ", ".join(GLITCHES) + ".", "class-based")
-    ratio: float = _help("Glitch ratio in (0, 0.5] (for mixed: the ratio of each kind).", 0.1)
+    ratio: float = _help("Glitch ratio in (0, 0.5] (for mixed: the ratio of each of its two glitches).", 0.1)
     seed: int = _help(
         "Seed of the run: data subset, glitch injection, head initialisation, batch order.", 0
     )

@@ -16,7 +16,7 @@
 #
 # How well does a model learn when its training set holds 10 % glitches? The
 # paper reports the accuracy on the clean validation set of models trained on
-# dirty sets, for each glitch kind. This chapter puts our numbers (mean ± std
+# dirty sets, for each glitch. This chapter puts our numbers (mean ± std
 # over seeds) beside the paper's.
 
 # %% tags=["parameters"]

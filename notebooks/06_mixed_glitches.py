@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Mixed glitches
 #
-# Real training sets hold several kinds of glitch at once. Here 10 % of the
+# Real training sets hold several types of glitch at once. Here 10 % of the
 # samples get a uniformly random wrong label *and* 10 % anomalies are appended.
 # CFRank ranks a sample by the larger of its CNCI rank and its PCID rank, and
 # characterises a flagged sample as mislabeled when its CNCI rank is the larger,

@@ -15,7 +15,7 @@
 # # Glitch gallery
 #
 # Numbers say how well a signal ranks glitches; images show what it finds. For
-# one run of each glitch kind we draw the training samples that the paper's
+# one run of each glitch we draw the training samples that the paper's
 # signal for that kind ranks most suspicious. Each caption gives the rank, the
 # label given to training, CNCI's suggested label, the score, and the truth: a
 # **red frame** marks a real glitch, a grey one a clean sample that the signal
@@ -42,7 +42,7 @@ from glitchlib import report
 sns.set_theme(style="whitegrid")
 
 # %% [markdown]
-# The gallery needs one run of each glitch kind; missing ones are computed now.
+# The gallery needs one run of each glitch; missing ones are computed now.
 
 # %%
 settings = g.profiles.profile_settings(profile)

@@ -73,7 +73,7 @@ Markdown(chapter.provenance)
 # %% [markdown]
 # ## F1 against the ratio
 #
-# One panel per glitch kind and dataset: F1 of every signal (mean over seeds,
+# One panel per glitch and dataset: F1 of every signal (mean over seeds,
 # band = ± one standard deviation), CNCI and PCID drawn thick. The x axis is
 # logarithmic, so the low ratios get room.
 

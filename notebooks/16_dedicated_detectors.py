@@ -45,7 +45,7 @@ from glitchlib import report
 sns.set_theme(style="whitegrid")
 
 # %% [markdown]
-# Every run of the profile at the chosen ratio takes part: each glitch kind
+# Every run of the profile at the chosen ratio takes part: each glitch
 # asks a different question of the detectors. Missing runs are computed now.
 
 # %%
@@ -116,7 +116,7 @@ if example:
     print(f"flagged {flagged.sum()} samples for k = {mask.sum()} glitches; F1 = {f1:.2f}")
 
 # %% [markdown]
-# ## Detection, per glitch kind
+# ## Detection, per glitch
 #
 # F1 of the top-$k$ flags, mean ± std over seeds: the best influence signal of
 # SPEC.md section 4 in each row (named), the paper's CNCI, PCID and CFRank, and
