@@ -167,7 +167,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(*, argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``glitchlib`` console script; returns the exit status.
 
     ``argv`` is the list of arguments (None: ``sys.argv[1:]``).
