@@ -1,6 +1,6 @@
 """Model registry: pretrained backbones split into a frozen prefix and a trainable suffix.
 
-``create(name, n_classes=..., pretrained=True, weights=None, seed=0)`` returns a
+``create(name, *, n_classes, pretrained=True, weights=None, seed=0, ...)`` returns a
 ``GlitchModel`` whose ``prefix`` (input adapter + frozen backbone, always in eval
 mode) is computed once per input by ``glitchlib.features`` and whose ``suffix`` (the
 trained layers) is what ``glitchlib.train.fit`` trains and TracIn differentiates.
