@@ -60,7 +60,7 @@ def _help(text: str, default: Any) -> Any:
     return field(default=default, metadata={"help": text})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StudySettings:
     """One dataset x model of the study; every field changes the numbers."""
 

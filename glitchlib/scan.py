@@ -42,7 +42,7 @@ SUSPECTS_FILE, PAGE_FILE, SETTINGS_FILE = "suspects.csv", "index.html", "scan.js
 RANKED = ("cnci", "pcid", "cfrank")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScanSettings:
     """Settings of one scan, saved as ``scan.json`` beside its results."""
 

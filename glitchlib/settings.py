@@ -194,7 +194,7 @@ def _help(text: str, default: Any) -> Any:
     return field(default=default, metadata={"help": text})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExperimentSettings:
     """Everything that defines one experiment (one grid cell).
 
@@ -481,7 +481,7 @@ def _validate_experiment_fields(s: ExperimentSettings) -> None:
 
 # ----------------------------------------------------------------------------- training settings
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainSettings:
     """How the suffix is trained: plain SGD, cross-entropy, shuffled batches (SPEC.md section 1).
 
@@ -587,11 +587,12 @@ def _tabular_training() -> dict[tuple[str, str, bool], TrainSettings]:
     out = {}
     for model, (lr, batch, epochs) in _TABULAR_CHOICE.items():
         for dataset in ("breast_cancer", "wine", "digits"):
-            out[(dataset, model, False)] = TrainSettings(lr, batch, epochs, "sweep", _TABULAR_SWEEP)
+            out[(dataset, model, False)] = TrainSettings(lr=lr, batch_size=batch, epochs=epochs, source="sweep",
+                                                          notes=_TABULAR_SWEEP)
         for dataset in ("covtype", "jannis", "epsilon"):
             out[(dataset, model, False)] = TrainSettings(
-                lr, batch, epochs, "not swept",
-                f"{dataset} is not available offline, so not swept: the values swept on the shipped tables")
+                lr=lr, batch_size=batch, epochs=epochs, source="not swept",
+                notes=f"{dataset} is not available offline, so not swept: the values swept on the shipped tables")
     return out
 
 

@@ -98,3 +98,16 @@ def test_architecture_internals_are_private():
     from glitchlib import models
     for name in ("BasicBlock", "map_by_position"):
         assert name not in models.__all__ and not hasattr(models, name)
+
+
+def test_settings_are_built_by_keyword():
+    settings_classes = {f"{obj.__module__}.{obj.__qualname__}": obj
+                        for name in PUBLIC_MODULES for attr in getattr(importlib.import_module(name), "__all__", ())
+                        for obj in [getattr(importlib.import_module(name), attr)]
+                        if inspect.isclass(obj) and dataclasses.is_dataclass(obj) and attr.endswith("Settings")}
+    assert {"glitchlib.settings.ExperimentSettings", "glitchlib.settings.TrainSettings"} <= set(settings_classes)
+    positional = sorted(q for q, cls in settings_classes.items() if not all(f.kw_only for f in dataclasses.fields(cls)))
+    assert not positional, f"settings dataclasses must be keyword-only (kw_only=True): {positional}"
+    from glitchlib.settings import TrainSettings
+    with pytest.raises(TypeError):
+        TrainSettings(0.1, 128, 7)

@@ -48,7 +48,7 @@ __all__ = [
 _MIB = 2**20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScalingSettings:
     """The sweeps of :func:`run_scaling`; saved beside the result.
 

@@ -48,7 +48,7 @@ PAPER_SHARE = 0.08
 _STAGES = {"T2": "influence", "T3": "counterfactuals", "T4": "signals"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingCostSettings:
     """What :func:`measure_training_cost` times; saved beside its result.
 
