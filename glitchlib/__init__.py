@@ -27,6 +27,7 @@ _SUBMODULES = (
     "signals",
     "metrics",
     "detect",
+    "peers",
     "store",
     "profiles",
     "studies",
@@ -36,6 +37,7 @@ _SUBMODULES = (
     "loor",
     "loo_study",
     "scan",
+    "cost",
     "cli",
 )
 

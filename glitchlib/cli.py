@@ -24,15 +24,14 @@ import os
 import sys
 from pathlib import Path
 
-from .settings import COUNTERFACTUAL_CHOICES, DATASETS, GLITCHES, INFLUENCE_CHOICES, MODELS, ExperimentSettings, field_help
+from .settings import (COUNTERFACTUAL_CHOICES, CORRUPTIONS, DATASETS, GLITCHES, INFLUENCE_CHOICES, MODELS,
+                       ExperimentSettings, field_help)
 from .profiles import PROFILES
 
 __all__ = ["main"]
 
 _CHOICES = {"dataset": DATASETS, "glitch": GLITCHES, "influence": INFLUENCE_CHOICES,
-            "counterfactual": COUNTERFACTUAL_CHOICES}
-_INTS = {"seed", "n_train", "n_test", "n_contaminated", "batch_size", "epochs", "projection_dim"}
-_FLOATS = {"ratio", "subset", "lr"}
+            "counterfactual": COUNTERFACTUAL_CHOICES, "corruption": CORRUPTIONS}
 _CLUSTERS = ("local", "slurm")  # glitchlib.grid.CLUSTERS, without importing torch for --help
 
 
@@ -57,24 +56,31 @@ def _profile(value: str) -> str:
     )
 
 
+def _field_type(field: dataclasses.Field) -> str:
+    """The type of a settings field without its ``| None``: "int", "float", "bool" or "str"."""
+    return str(field.type).split("|")[0].strip()
+
+
 def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per field of :class:`ExperimentSettings`, parsed as the field's type."""
     helps = field_help()
     for f in dataclasses.fields(ExperimentSettings):
         flag = "--" + f.name.replace("_", "-")
-        text = helps[f.name] + (f" Default: {f.default}." if f.name not in _CHOICES else "")
-        if f.name == "pretrained":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        type_name = _field_type(f)
+        text = helps[f.name] + (f" Default: {f.default}." if type_name != "bool" else "")
+        if type_name == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=text)
         elif f.name in _CHOICES:
-            parser.add_argument(flag, choices=_CHOICES[f.name], default=f.default,
-                                help=f"{helps[f.name]} Default: {f.default}.")
+            parser.add_argument(flag, choices=_CHOICES[f.name], default=f.default, help=text)
         elif f.name == "model":
             parser.add_argument(flag, type=_model_name, default=f.default, metavar="MODEL", help=text)
-        elif f.name in _INTS:
-            parser.add_argument(flag, type=int, default=f.default, metavar="N", help=text)
-        elif f.name in _FLOATS:
-            parser.add_argument(flag, type=float, default=f.default, metavar="X", help=text)
-        else:
+        elif type_name in ("int", "float"):
+            parser.add_argument(flag, type=int if type_name == "int" else float, default=f.default,
+                                metavar="N" if type_name == "int" else "X", help=text)
+        elif type_name == "str":
             parser.add_argument(flag, type=str, default=f.default, help=text)
+        else:
+            raise TypeError(f"ExperimentSettings.{f.name}: no command-line option for type {f.type!r}")
 
 
 def _add_store(parser: argparse.ArgumentParser) -> None:
@@ -336,7 +342,8 @@ def _report(args, parser) -> int:
 
 #: Settings of ``glitchlib.scan.ScanSettings`` named at the start of their error messages, and their flags.
 _SCAN_FLAGS = {"ratio_hint": "--ratio-hint", "seed": "--seed", "test_fraction": "--test-fraction",
-               "lr": "--lr", "epochs": "--epochs", "out": "--out"}
+               "lr": "--lr", "epochs": "--epochs", "out": "--out", "model": "--model", "device": "--device",
+               "path": "PATH"}
 
 
 def _scan(args, parser) -> int:

@@ -136,10 +136,20 @@ def _check_length(x, n: int, arg: str, against: str) -> None:
         raise ValueError(f"{arg} has {x.shape[0]} rows but {against} has {n} labels")
 
 
+def _what_to_do(n: int, samples: str) -> str:
+    """How to make ``floor(ratio * n) >= 1``: a larger ratio where one is allowed, else more samples."""
+    needed = math.ceil(1 / MAX_RATIO)
+    if 1 / n <= MAX_RATIO:
+        digits = 2 - math.floor(math.log10(1 / n))          # three significant digits, rounded up
+        smallest = math.ceil(round(10 ** digits / n, 9)) / 10 ** digits
+        return f"raise ratio to at least {smallest:g} or use more {samples} (n_train)"
+    return f"use at least {needed} {samples} (n_train): ratio can be at most {MAX_RATIO:g}"
+
+
 def _nonzero(count: int, ratio: float, n: int) -> int:
     if count == 0:
         raise ValueError(f"ratio={ratio:g} selects no sample: floor(ratio * n) = 0 for n = {n} samples; "
-                         f"raise ratio to at least {1 / n:.3g} or use more samples (n_train)")
+                         + _what_to_do(n, "samples"))
     return count
 
 
@@ -241,8 +251,7 @@ def class_based_noise(y, *, ratio: float, seed: int, n_classes: int | None = Non
         raise ValueError(
             f"ratio={ratio:g} selects no sample: class-based noise mislabels floor(ratio * n_c) samples "
             f"of each contaminated class c, and the largest has n_c = {largest} "
-            f"(floor({ratio:g} * {largest}) = 0); raise ratio to at least {1 / largest:.3g} "
-            "or use more samples per class (n_train)")
+            f"(floor({ratio:g} * {largest}) = 0); " + _what_to_do(largest, "samples per class"))
     mapping = {int(c): int(targets[c]) for c in contaminated}
     return _label_noise(y_new, y_true, chosen, "class-based", mapping)
 

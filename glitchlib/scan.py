@@ -35,6 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import _validation
+from .settings import MODEL_NAMES, TABULAR_MODELS
+
 __all__ = ["ScanSettings", "ScanResult", "scan_folder"]
 
 SUSPECTS_FILE, PAGE_FILE, SETTINGS_FILE = "suspects.csv", "index.html", "scan.json"
@@ -57,20 +60,26 @@ class ScanSettings:
     device: str = "cpu"  #: torch device (not part of the results)
 
     def __post_init__(self) -> None:
-        ratio = self.ratio_hint
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.number)) or not 0 < ratio < 1:
-            raise ValueError(f"ratio_hint must lie in (0, 1), got {ratio!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        for name in ("lr",):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not np.isfinite(value) or value <= 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-        for name in ("batch_size", "epochs"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                      or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        v = _validation
+        values = {
+            "path": v.as_text(self.path, "path"),
+            "model": v.as_text(self.model, "model"),
+            "ratio_hint": v.as_real(self.ratio_hint, "ratio_hint", low=0.0, high=1.0, low_open=True, high_open=True),
+            "seed": v.as_seed(self.seed, "seed"),
+            "test_fraction": v.as_real(self.test_fraction, "test_fraction", low=0.0, high=1.0, low_open=True,
+                                       high_open=True),
+            "lr": v.as_positive(self.lr, "lr", optional=True),
+            "batch_size": v.as_int(self.batch_size, "batch_size", low=1, optional=True),
+            "epochs": v.as_int(self.epochs, "epochs", low=1, optional=True),
+            "device": v.as_text(self.device, "device"),
+        }
+        if values["model"] in TABULAR_MODELS or not (values["model"] in MODEL_NAMES
+                                                     or values["model"].startswith("timm:")):
+            image_models = [m for m in MODEL_NAMES if m not in TABULAR_MODELS]
+            raise v.ArgumentError("model", self.model, f"choose an image model: {', '.join(image_models)} "
+                                                        "or timm:<name>")
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

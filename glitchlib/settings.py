@@ -141,6 +141,7 @@ __all__ = [
     "PAPER_TRAINING",
     "PUBLIC_CODE_TRAINING",
     "OWN_TRAINING",
+    "default_pretrained",
     "training_settings",
     "resolve_training_settings",
 ]
@@ -256,8 +257,10 @@ class ExperimentSettings:
     lr: float | None = _help("Learning rate (None: the registered training settings).", None)
     batch_size: int | None = _help("Batch size (None: the registered training settings).", None)
     epochs: int | None = _help("Epochs (None: the registered training settings).", None)
-    pretrained: bool = _help(
-        "Pretrained backbone weights (False: random weights, the from-scratch setting).", True
+    pretrained: bool | None = _help(
+        "Pretrained backbone weights (False: random weights, the from-scratch setting). None: the "
+        "model's own, True for the image models and False for the tabular models (no pretrained weights).",
+        None,
     )
     influence: str = _help(
         "Influence parameters: 'all' influence layers of the model or the final linear 'head' only.",
@@ -382,7 +385,7 @@ def _normalize(s: ExperimentSettings) -> None:
         "lr": v.as_positive(s.lr, "lr", optional=True),
         "batch_size": v.as_int(s.batch_size, "batch_size", low=1, optional=True),
         "epochs": v.as_int(s.epochs, "epochs", low=1, optional=True),
-        "pretrained": v.as_bool(s.pretrained, "pretrained"),
+        "pretrained": default_pretrained(s.model) if s.pretrained is None else v.as_bool(s.pretrained, "pretrained"),
         "projection_dim": v.as_int(s.projection_dim, "projection_dim", low=1, optional=True),
         "data_root": v.as_text(s.data_root, "data_root", optional=True),
         "weights": v.as_text(s.weights, "weights", optional=True),
@@ -599,7 +602,17 @@ def _tabular_training() -> dict[tuple[str, str, bool], TrainSettings]:
 OWN_TRAINING.update(_tabular_training())
 
 
-def training_settings(dataset: str, model: str, *, pretrained: bool = True,
+def default_pretrained(model: str) -> bool:
+    """Whether ``model`` starts from pretrained weights unless told otherwise.
+
+    True for the image models (pretrained backbones, SPEC.md section 1); False for
+    the tabular models (:data:`TABULAR_MODELS`), which have no pretrained weights
+    and are trained whole (SPEC.md section 9.7).
+    """
+    return model not in TABULAR_MODELS
+
+
+def training_settings(dataset: str, model: str, *, pretrained: bool | None = None,
                       variant: str = "paper") -> TrainSettings:
     """Settings for training ``model`` on ``dataset``.
 
@@ -609,9 +622,10 @@ def training_settings(dataset: str, model: str, *, pretrained: bool = True,
         ``"mnist"``, ``"fmnist"`` or ``"cifar10"``.
     model : str
         A registry name of ``glitchlib.models.create``.
-    pretrained : bool
+    pretrained : bool or None
         ``False`` selects the from-scratch settings (random weights, every layer
-        trained); available for ``resnet20``.
+        trained); available for ``resnet20`` and the tabular models. None (default):
+        :func:`default_pretrained` of ``model``.
     variant : str
         ``"paper"`` (default, SPEC.md section 1) or ``"public-code"`` (the public
         code's configs where they differ, SPEC.md section 7; otherwise the paper's).
@@ -624,7 +638,7 @@ def training_settings(dataset: str, model: str, *, pretrained: bool = True,
     """
     from ._validation import as_bool
 
-    pretrained = as_bool(pretrained, "pretrained")
+    pretrained = default_pretrained(model) if pretrained is None else as_bool(pretrained, "pretrained")
     if variant not in ("paper", "public-code"):
         raise ValueError(f"variant={variant!r}: choose 'paper' or 'public-code'.")
     key = (dataset, model)

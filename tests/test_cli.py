@@ -103,3 +103,42 @@ def test_summary_tables_never_average_runs_at_different_ratios(tmp_path):
     assert tables["detection F1, class-based noise at ratio 0.01"].iloc[0, 0] == "0.10"
     accuracy = tables["validation accuracy"].iloc[:, 0].tolist()
     assert sorted(accuracy) == ["0.50", "0.91 ± 0.01"]
+
+
+def test_every_settings_option_is_parsed_as_its_field_type():
+    """--test-share 0.15 is a number, like every numeric field (read from the dataclass, not a list)."""
+    import dataclasses
+
+    from glitchlib.settings import ExperimentSettings
+
+    samples = {"int": ("3", 3), "float": ("0.15", 0.15)}
+    parser = cli._build_parser()
+    checked = []
+    for f in dataclasses.fields(ExperimentSettings):
+        base = str(f.type).split("|")[0].strip()
+        if base in samples:
+            text, value = samples[base]
+            args = parser.parse_args(["run", "--" + f.name.replace("_", "-"), text])
+            assert getattr(args, f.name) == value and type(getattr(args, f.name)) is type(value), f.name
+            checked.append(f.name)
+    assert {"ratio", "test_ratio", "test_share", "subset", "lr", "seed", "n_train"} <= set(checked)
+
+
+def test_test_share_and_test_ratio_reach_the_settings(capsys):
+    # parsed as numbers, then refused by value when out of range, naming the option
+    assert "argument --test-share" in _fails(capsys, ["run", "--test-share", "1.5"])
+    assert "argument --test-ratio" in _fails(capsys, ["run", "--test-ratio", "0.9"])
+
+
+def test_tabular_models_default_to_random_weights():
+    from glitchlib.settings import ExperimentSettings, training_settings
+
+    parser = cli._build_parser()
+    args = parser.parse_args(["run", "--dataset", "wine", "--model", "mlp", "--glitch", "uniform"])
+    assert args.pretrained is None
+    assert ExperimentSettings(dataset="wine", model="mlp", glitch="uniform").pretrained is False
+    assert ExperimentSettings(dataset="fmnist").pretrained is True
+    # the default resolves before the key: equal to the explicit value, same stored entry
+    assert ExperimentSettings(dataset="wine", model="mlp", glitch="uniform", pretrained=False).key() == \
+        ExperimentSettings(dataset="wine", model="mlp", glitch="uniform").key()
+    assert training_settings("wine", "mlp").source == "sweep"

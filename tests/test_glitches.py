@@ -312,3 +312,20 @@ def test_bad_seed_glitch_and_missing_inputs():
         G.inject("uniform", y, ratio=0.1, seed=0, n_contaminated=1)
     with pytest.raises(ValueError, match="ratio"):     # selects no sample
         G.uniform_noise(labels([3, 3]), ratio=0.1, seed=0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 40])
+def test_no_sample_message_suggests_only_what_is_allowed(n):
+    import re
+    y = labels([n, n])
+    for call in (lambda r: G.uniform_noise(y, ratio=r, seed=0),
+                 lambda r: G.class_based_noise(y, ratio=r, seed=0)):
+        with pytest.raises(ValueError, match="selects no sample") as info:
+            call(0.01)
+        suggested = re.search(r"raise ratio to at least ([0-9.]+)", str(info.value))
+        if suggested:                     # a ratio only where one is allowed, and it works
+            ratio = float(suggested.group(1))
+            assert ratio <= G.MAX_RATIO
+            assert call(ratio).n_glitches >= 1
+        else:
+            assert "at most 0.5" in str(info.value) and "n_train" in str(info.value)

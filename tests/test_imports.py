@@ -121,3 +121,30 @@ def test_settings_leaf_imports_no_torch():
     code = "import sys, glitchlib.settings; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False", "glitchlib.settings must not import torch"
+
+
+def test_every_public_module_is_an_attribute_of_the_package():
+    """``import glitchlib as g; g.peers`` works in a fresh interpreter, for every public module."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import glitchlib
+
+    public = sorted(m.name for m in pkgutil.iter_modules(glitchlib.__path__)
+                    if not m.name.startswith("_"))
+    assert {"peers", "cost", "signals", "report"} <= set(public)
+    code = ("import glitchlib as g; missing = [n for n in %r if not hasattr(g, n)]; print(missing)" % public)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_python_dash_m_glitchlib_is_the_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "glitchlib", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "usage: glitchlib" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "glitchlib", "run", "--ratio", "2"], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "argument --ratio" in bad.stderr and "Traceback" not in bad.stderr

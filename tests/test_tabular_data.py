@@ -123,7 +123,8 @@ def test_anomalies_and_image_models_are_refused_for_tables():
     with pytest.raises(ValueError, match="model='mlp' does not fit dataset='mnist'"):
         ExperimentSettings(dataset="mnist", model="mlp", pretrained=False)
     with pytest.raises(ValueError, match="pretrained=True"):
-        ExperimentSettings(dataset="wine", model="mlp", glitch="uniform")
+        ExperimentSettings(dataset="wine", model="mlp", glitch="uniform", pretrained=True)
+    assert ExperimentSettings(dataset="wine", model="mlp", glitch="uniform").pretrained is False  # the default
 
 
 def test_tabular_cells_of_the_profiles():

@@ -1,0 +1,8 @@
+"""``python -m glitchlib``: the ``glitchlib`` command (:mod:`glitchlib.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
