@@ -1,7 +1,7 @@
 """Dot-product phase alone: achieved FLOP/s as a share of ``torch.mm`` on the same shapes.
 
 The phase turns per-sample gradient factors into an ``n x m`` block of the
-influence matrix (``glitchlib.influence.kernels.accumulate_cross``). Its useful
+influence matrix (``glitchlib.influence._kernels.accumulate_cross``). Its useful
 work is counted as the FLOPs of the matrix products it needs,
 ``2 n m K`` with ``K`` the summed inner dimensions; the baseline is one
 ``torch.mm`` of an ``n x K`` by a ``K x m`` matrix into a preallocated output,
@@ -26,8 +26,8 @@ import time
 
 import torch
 
-from glitchlib.influence.gradients import Factors
-from glitchlib.influence.kernels import Workspace, accumulate_cross
+from glitchlib.influence._gradients import Factors
+from glitchlib.influence._kernels import Workspace, accumulate_cross
 
 
 def best_time(fn, repeats: int) -> float:

@@ -9,7 +9,7 @@ estimate
     matrix n*m*4  +  inputs (n + m)*d*4  +  engine workspace  +  interpreter baseline
 
 where the engine workspace is bounded by its chunk budgets (about 0.5 GB,
-``glitchlib.influence.tracin``), independent of ``n`` and ``m``. The budget the
+``glitchlib.influence._tracin``), independent of ``n`` and ``m``. The budget the
 setting must respect is 24 GiB.
 
 Run: ``python benchmarks/influence_memory.py [--n 60000 --m 10000]``.

@@ -202,14 +202,18 @@ def main(argv: list[str] | None = None) -> int:
 _FLAGS = {"root": "--store", "store": "--store", "profile": "--profile"}
 
 
-def _argument_message(exc: ValueError) -> str:
-    """``exc`` as ``argument --flag: ...`` when it names one argument, else as it is."""
+def _argument_message(exc: ValueError, flags: dict[str, str] | None = None) -> str:
+    """``exc`` as ``argument --flag: ...`` when it names one argument, else as it is.
+
+    ``flags`` adds a command's own spellings of library argument names.
+    """
     from ._validation import ArgumentError
 
     names = {f.name for f in dataclasses.fields(ExperimentSettings)}
+    spelled = {**_FLAGS, **(flags or {})}
 
     def flag(name: str) -> str | None:
-        return _FLAGS.get(name) or ("--" + name.replace("_", "-") if name in names else None)
+        return spelled.get(name) or ("--" + name.replace("_", "-") if name in names else None)
 
     if isinstance(exc, ArgumentError) and flag(exc.argument):
         return f"argument {flag(exc.argument)}: {exc.value!r}: {exc.problem}"
@@ -285,7 +289,7 @@ def _grid(args, parser) -> int:
                            cluster=args.cluster, workers=args.workers, cluster_options=options,
                            threads=args.threads, progress=not args.quiet, verify=args.verify)
     except ValueError as exc:
-        error(str(exc))
+        error(_argument_message(exc))
     except ImportError as exc:  # dask-jobqueue missing
         error(f"argument --cluster: {exc}")
     print(f"profile {args.profile}: {len(settings)} cells; computed {len(outcome.computed)}, "
@@ -358,9 +362,7 @@ def _scan(args, parser) -> int:
                              test_fraction=args.test_fraction, lr=args.lr, epochs=args.epochs,
                              device=args.device, progress=not args.quiet)
     except ValueError as exc:
-        message = str(exc)
-        first = message.replace("=", " ").split()[0]
-        _subparser_error(parser, "scan", f"argument {_SCAN_FLAGS.get(first, 'PATH')}: {message}")
+        _subparser_error(parser, "scan", _argument_message(exc, _SCAN_FLAGS))
     state = f"computed in {result.seconds:.0f} s" if result.computed else "read back"
     flagged = int(result.suspects["flagged"].sum())
     print(f"{args.path}: {len(result.suspects)} training images, {len(result.class_names)} classes, "

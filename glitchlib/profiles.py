@@ -413,8 +413,10 @@ def _data_available(name: str, root: str | None) -> tuple[bool, str]:
         return (True, "") if found else (False, _imagewoof_missing_message(folder))
     if _files.find_files(name, folder) is not None:
         return True, ""
-    hint = "set data_root to a folder holding them" if root is None else "check data_root"
-    return False, f"{_files.DISPLAY_NAME[name]} files not found under {str(folder)!r} ({hint})"
+    where = " (data_root)" if root is not None else " (the default data_root; set data_root to use another folder)"
+    return False, (f"{_files.DISPLAY_NAME[name]} files not found under {str(folder)!r}{where}: "
+                   f"{_files.instructions(name, folder)}, or call glitchlib.data.load({name!r}, download=True) "
+                   "once on a machine with internet")
 
 
 def _table_available(name: str, root: str | None) -> tuple[bool, str]:

@@ -276,7 +276,8 @@ class ExperimentSettings:
     )
     device: str = _help("Torch device, e.g. 'cpu' or 'cuda' (not part of the key).", "cpu")
     data_root: str | None = _help(
-        "Directory holding the official dataset files (None: the embedded data).", None
+        "Directory holding the official dataset files (None: the embedded MNIST and Fashion-MNIST, and "
+        "$XDG_CACHE_HOME/glitchlib/data (~/.cache/glitchlib/data) for every other dataset).", None
     )
     weights: str | None = _help(
         "Local weights file of the backbone (None: the torch hub cache, then the download URL).",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -149,3 +150,23 @@ def test_formulas_render_offline_with_the_shipped_mathjax(tmp_path):
     (html / "book" / "intro.html").write_text(
         page.replace("{src}", "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"))
     assert check_book.main(["--html", str(html), "--toc", str(toc), "--screenshots", str(shots)]) == 1
+
+
+def test_the_api_page_documents_every_public_module():
+    """Each public module whose names its package does not already show has its automodule."""
+    import importlib
+    import pkgutil
+
+    import glitchlib
+
+    page = (ROOT / "book" / "api.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"automodule:: (glitchlib[\w.]*)", page))
+    missing = []
+    for info in pkgutil.walk_packages(glitchlib.__path__, "glitchlib."):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        names = set(getattr(importlib.import_module(info.name), "__all__", ()))
+        parent = set(getattr(importlib.import_module(info.name.rpartition(".")[0]), "__all__", ()))
+        if info.name not in documented and not names <= parent:
+            missing.append(info.name)
+    assert not missing, f"book/api.md has no automodule for {missing}"

@@ -55,6 +55,7 @@ def test_run_refuses_a_cell_that_is_not_runnable_here(tmp_path, capsys):
     err = _fails(capsys, ["run", "--dataset", "cifar10", "--model", "resnet20",
                           "--data-root", str(tmp_path), "--store", str(tmp_path / "r")])
     assert "cannot run" in err and "CIFAR-10 files not found" in err and "data_root" in err
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in err  # where to get them
 
 
 def test_status_lists_cells_and_why_they_cannot_run(tmp_path, capsys, monkeypatch):

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from glitchlib.influence import TracIn
-from glitchlib.influence.layers import resolve_layers
-from glitchlib.influence.projection import GaussianProjector, IdentityProjector
-from glitchlib.influence.gradients import Factors, batched_gradients, flat_gradients
+from glitchlib.influence._layers import resolve_layers
+from glitchlib.influence._projection import GaussianProjector, IdentityProjector
+from glitchlib.influence._gradients import Factors, batched_gradients, flat_gradients
 
 TOL = 1e-4
 

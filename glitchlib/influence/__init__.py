@@ -9,8 +9,8 @@
 small models (SPEC.md section 9.8), with TracIn's sign convention.
 """
 
-from .influence_function import InfluenceFunction
-from .layers import influence_module_names
-from .tracin import TracIn
+from ._influence_function import InfluenceFunction
+from ._layers import influence_module_names
+from ._tracin import TracIn
 
 __all__ = ["InfluenceFunction", "TracIn", "influence_module_names"]

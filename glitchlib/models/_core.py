@@ -72,11 +72,11 @@ def influence_leaves(module: nn.Module, trained_layers: list[str]) -> list[str]:
     """Names of the ``Linear`` and ``Conv2d`` modules inside ``trained_layers`` (SPEC.md section 3).
 
     Also the FT-Transformer's numeric feature tokenizer (SPEC.md section 9.7;
-    ``glitchlib.influence.layers.INFLUENCE_MODULE_TYPES``).  Names are relative to
+    ``glitchlib.influence._layers.INFLUENCE_MODULE_TYPES``).  Names are relative to
     ``module``, in module order; ``""`` in ``trained_layers`` stands for the whole
     module.
     """
-    from ..influence.layers import INFLUENCE_MODULE_TYPES
+    from ..influence._layers import INFLUENCE_MODULE_TYPES
 
     names = []
     for name, sub in module.named_modules():

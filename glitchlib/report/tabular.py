@@ -108,7 +108,7 @@ def influence_parameters(*, n_features: int, n_classes: int) -> pd.DataFrame:
         trained but not differentiated (normalisation layers, the [CLS] token).
     """
     from .. import models
-    from ..influence.layers import resolve_layers
+    from ..influence._layers import resolve_layers
     from .names import MODEL_NAMES
 
     rows = []

@@ -30,10 +30,10 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import _validation
-from .gradients import Factors, Plan, _as_args, _n_samples, _take, batched_gradients, flat_gradients, make_plan
-from .kernels import Workspace, accumulate_cross, self_scores
-from .layers import InfluenceLayer, _parameter_aliases, resolve_layers
-from .projection import GaussianProjector, IdentityProjector
+from ._gradients import Factors, Plan, _as_args, _n_samples, _take, batched_gradients, flat_gradients, make_plan
+from ._kernels import Workspace, accumulate_cross, self_scores
+from ._layers import InfluenceLayer, _parameter_aliases, resolve_layers
+from ._projection import GaussianProjector, IdentityProjector
 
 __all__ = ["TracIn"]
 
@@ -123,7 +123,7 @@ class TracIn:
     ``<g_i, g_j> = (a_i . a_j + 1)(d_i . d_j)``; ``Conv2d`` layers (and ``Linear``
     layers on sequences) get materialised per-sample gradients from the same
     forward/backward hooks; layers whose module is never called fall back to
-    ``torch.func`` (see ``glitchlib.influence.gradients``).
+    ``torch.func`` (see ``glitchlib.influence._gradients``).
     """
 
     def __init__(

@@ -29,8 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, vmap
 
-from .gradients import per_sample_loss
-from .layers import resolve_layers
+from ._gradients import per_sample_loss
+from ._layers import resolve_layers
 
 __all__ = ["InfluenceFunction", "MAX_PARAMETERS"]
 

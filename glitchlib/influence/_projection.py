@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from .gradients import Factors
+from ._gradients import Factors
 
 __all__ = ["IdentityProjector", "GaussianProjector"]
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .gradients import Factors
+from ._gradients import Factors
 
 __all__ = ["Workspace", "accumulate_cross", "self_scores"]
 

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from .layers import InfluenceLayer
+from ._layers import InfluenceLayer
 
 __all__ = ["Factors", "Plan", "make_plan", "batched_gradients", "flat_gradients", "per_sample_loss"]
 
