@@ -31,6 +31,8 @@ def tabular_claim(metrics: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
     metrics : DataFrame
         Tidy metrics (``store.load_metrics()``) of tabular runs: columns
         ``dataset``, ``model``, ``seed``, ``signal``, ``f1``.
+    digits : int
+        Decimals of our mean F1.
 
     Returns
     -------
