@@ -111,3 +111,26 @@ def test_settings_are_built_by_keyword():
     from glitchlib.settings import TrainSettings
     with pytest.raises(TypeError):
         TrainSettings(0.1, 128, 7)
+
+
+def test_documented_parameters_match_the_signature():
+    """Where a docstring has a Parameters section, it names every parameter, and no other."""
+    import re
+
+    problems = set()
+    for _, f in _public_callables():
+        doc = inspect.getdoc(f) or ""
+        match = re.search(r"^Parameters\n-+\n(.*?)(?:^\w[\w ]*\n-+\n|\Z)", doc, re.S | re.M)
+        if not match:
+            continue
+        documented = set()
+        for line in match.group(1).splitlines():
+            head = re.match(r"^(\*{0,2}[A-Za-z_][\w, *]*?)\s*(?::|$)", line)  # "name : type", "a, b", "a, b : t"
+            if head and not line.startswith(" "):
+                documented |= {n.strip().lstrip("*") for n in head.group(1).split(",")}
+        params = {p.name for p in inspect.signature(f).parameters.values() if p.name not in ("self", "cls")}
+        if params - documented:
+            problems.add(f"{_defined(f)}: undocumented {sorted(params - documented)}")
+        if documented - params:
+            problems.add(f"{_defined(f)}: documents absent {sorted(documented - params)}")
+    assert not problems, "\n".join(sorted(problems))
