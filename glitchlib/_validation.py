@@ -226,6 +226,39 @@ def as_text(value: Any, name: str, *, optional: bool = False, text: bool = False
     return value
 
 
+def as_device(value: Any, name: str = "device", *, optional: bool = False):
+    """A ``torch.device`` that exists on this machine: CPU, an available CUDA device or MPS.
+
+    Accepts a string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) or a
+    ``torch.device``; ``optional`` accepts ``None`` as the CPU. Refuses what torch
+    cannot parse, other device types, and a CUDA (or MPS) device this machine does
+    not have, saying which device to pass instead.
+    """
+    import torch  # here only: this module is imported by torch-free modules
+
+    if optional and value is None:
+        return torch.device("cpu")
+    need = f"need {'None (the CPU) or ' if optional else ''}'cpu', 'cuda', 'cuda:<index>' or 'mps'"
+    if not isinstance(value, (str, torch.device)):
+        _raise(name, value, need)
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        return _raise(name, value, need)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            _raise(name, value, f"CUDA is not available on this machine; use {name}='cpu'")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            _raise(name, value, f"this machine has {count} CUDA device(s); use cuda:0 .. cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            _raise(name, value, f"MPS is not available on this machine; use {name}='cpu'")
+    elif device.type != "cpu":
+        _raise(name, value, need)
+    return device
+
+
 # ----------------------------------------------------------------------- arrays
 def to_numpy(x: Any) -> np.ndarray:
     """``x`` as a NumPy array (a CPU tensor shares its memory; bfloat16 becomes float32)."""

@@ -122,7 +122,7 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device=None,
                       batch_size: int = 512) -> float:
     """Share of ``x`` whose argmax logit equals ``y``, with ``model`` in eval mode."""
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = _validation.as_device(device, optional=True)
     was_training = model.training
     model.eval()
     correct = 0
@@ -205,7 +205,8 @@ def fit(
         the last batch may be smaller) and the RNG of dropout, if any.  The
         caller's global RNG state is left untouched.
     device : str or torch.device, optional
-        Where to train (``None``: CPU).  Checkpoints are CPU tensors.
+        Where to train (``None``: CPU): ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``
+        or ``"mps"``, one this machine has.  Checkpoints are CPU tensors.
     checkpoint_dir : path-like, optional
         Directory where each epoch is saved atomically as ``epoch_NNN.pt`` with the
         optimizer and RNG states, its sha256 in ``checksums.json``.  A later call
@@ -235,7 +236,7 @@ def fit(
     config = _settings_dict(settings)
     seed = _validation.as_seed(seed)
     progress = _validation.as_bool(progress, "progress")
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = _validation.as_device(device, optional=True)
     model = copy.deepcopy(suffix).to(device)
     fingerprint = {
         "settings": {k: config[k] for k in ("lr", "batch_size")},
