@@ -337,8 +337,9 @@ def matrix_to_array(matrix: Any, name: str) -> np.ndarray:
     return a
 
 
-def strings_to_array(values: Any, name: str, *, length: int | None = None, example: str = "") -> np.ndarray:
-    """A 1-D array of strings (sample kinds, characterisations)."""
+def strings_to_array(values: Any, name: str, *, length: int | None = None, example: str = "",
+                     allowed: tuple[str, ...] | None = None, what: str = "value") -> np.ndarray:
+    """A 1-D array of strings (sample kinds, characterisations); with ``allowed``, only those values."""
     a = to_numpy(values)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of strings, got shape {a.shape}")
@@ -347,4 +348,11 @@ def strings_to_array(values: Any, name: str, *, length: int | None = None, examp
         raise ValueError(f"{name} must hold strings{hint}, got dtype {a.dtype}")
     if length is not None and a.shape[0] != length:
         raise ValueError(f"{name} has length {a.shape[0]} but there are {length} samples")
-    return a.astype(str)
+    a = a.astype(str)
+    if allowed is not None:
+        unknown = [v for v in dict.fromkeys(a.tolist()) if v not in allowed]
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+            raise ValueError(f"{name} holds {shown}, not a {what}; pass values among "
+                             f"{', '.join(map(repr, allowed))}")
+    return a
