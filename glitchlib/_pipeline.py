@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import _validation
 from .settings import ANOMALY, CORRUPTED, MISLABELED, SAMPLE_KINDS, ExperimentSettings
 from .store import HISTORY_FILE, METRICS_FILE, SCORES_FILE, Entry, IncompatibleEntry, Store, file_lock
 
@@ -138,7 +139,7 @@ class _Pipeline:
         self.store = store
         self.entry = entry
         self.progress = progress
-        self.device = torch.device(settings.device)
+        self.device = _validation.as_device(settings.device)  # one this machine has, before any stage
 
     def _set(self, **values: Any) -> None:
         self.__dict__.update(values)

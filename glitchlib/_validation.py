@@ -226,6 +226,39 @@ def as_text(value: Any, name: str, *, optional: bool = False, text: bool = False
     return value
 
 
+def as_device(value: Any, name: str = "device", *, optional: bool = False):
+    """A ``torch.device`` that exists on this machine: CPU, an available CUDA device or MPS.
+
+    Accepts a string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``) or a
+    ``torch.device``; ``optional`` accepts ``None`` as the CPU. Refuses what torch
+    cannot parse, other device types, and a CUDA (or MPS) device this machine does
+    not have, saying which device to pass instead.
+    """
+    import torch  # here only: this module is imported by torch-free modules
+
+    if optional and value is None:
+        return torch.device("cpu")
+    need = f"need {'None (the CPU) or ' if optional else ''}'cpu', 'cuda', 'cuda:<index>' or 'mps'"
+    if not isinstance(value, (str, torch.device)):
+        _raise(name, value, need)
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        return _raise(name, value, need)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            _raise(name, value, f"CUDA is not available on this machine; use {name}='cpu'")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            _raise(name, value, f"this machine has {count} CUDA device(s); use cuda:0 .. cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            _raise(name, value, f"MPS is not available on this machine; use {name}='cpu'")
+    elif device.type != "cpu":
+        _raise(name, value, need)
+    return device
+
+
 # ----------------------------------------------------------------------- arrays
 def to_numpy(x: Any) -> np.ndarray:
     """``x`` as a NumPy array (a CPU tensor shares its memory; bfloat16 becomes float32)."""
@@ -304,8 +337,9 @@ def matrix_to_array(matrix: Any, name: str) -> np.ndarray:
     return a
 
 
-def strings_to_array(values: Any, name: str, *, length: int | None = None, example: str = "") -> np.ndarray:
-    """A 1-D array of strings (sample kinds, characterisations)."""
+def strings_to_array(values: Any, name: str, *, length: int | None = None, example: str = "",
+                     allowed: tuple[str, ...] | None = None, what: str = "value") -> np.ndarray:
+    """A 1-D array of strings (sample kinds, characterisations); with ``allowed``, only those values."""
     a = to_numpy(values)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of strings, got shape {a.shape}")
@@ -314,4 +348,11 @@ def strings_to_array(values: Any, name: str, *, length: int | None = None, examp
         raise ValueError(f"{name} must hold strings{hint}, got dtype {a.dtype}")
     if length is not None and a.shape[0] != length:
         raise ValueError(f"{name} has length {a.shape[0]} but there are {length} samples")
-    return a.astype(str)
+    a = a.astype(str)
+    if allowed is not None:
+        unknown = [v for v in dict.fromkeys(a.tolist()) if v not in allowed]
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+            raise ValueError(f"{name} holds {shown}, not a {what}; pass values among "
+                             f"{', '.join(map(repr, allowed))}")
+    return a

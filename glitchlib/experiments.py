@@ -339,10 +339,14 @@ def load_predictions(settings: ExperimentSettings, *, store: Store | str | Path 
 
 # ---------------------------------------------------------------- environment
 def environment(*, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Package versions, device, processor or GPU name, git commit and platform."""
+    """Package versions, device, processor or GPU name, git commit and platform.
+
+    ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``) must exist on
+    this machine; otherwise ``ValueError`` names it.
+    """
     import glitchlib
 
-    device = torch.device(device)
+    device = _validation.as_device(device)
     cpu = _cpu_name()
     gpu = None
     if device.type == "cuda" and torch.cuda.is_available():

@@ -129,7 +129,8 @@ def compute_features(
     x : torch.Tensor
         Images ``(N, C, H, W)``, normalised to [-1, 1].
     device : str or torch.device, optional
-        Where the prefix runs (``None``: CPU).  The prefix is moved there.
+        Where the prefix runs (``None``: CPU): ``"cpu"``, ``"cuda"``,
+        ``"cuda:<index>"`` or ``"mps"``, one this machine has.  The prefix is moved there.
     batch_size : int
         Images per forward pass.
     cache_dir : path-like, optional
@@ -152,6 +153,10 @@ def compute_features(
 
     Raises
     ------
+    ValueError
+        A ``model`` without a prefix, ``x`` not a tensor of images, a bad
+        ``batch_size``, a ``device`` this machine does not have, or a
+        ``cache_dir`` that exists and is not a directory.
     OSError
         The cache file cannot be written (full disk, not writable); the message
         names it.
@@ -160,11 +165,16 @@ def compute_features(
         raise ValueError("model has no .prefix; pass a GlitchModel from glitchlib.models.create.")
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         raise ValueError("x must be a tensor of images (N, C, H, W).")
-    from ._validation import as_bool, as_int
+    from ._validation import ArgumentError, as_bool, as_device, as_int, as_text
 
     batch_size = as_int(batch_size, "batch_size", low=1)
     progress = as_bool(progress, "progress")
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = as_device(device, optional=True)
+    if cache_dir is not None:
+        cache_dir = as_text(cache_dir, "cache_dir")
+        if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+            raise ArgumentError("cache_dir", cache_dir, "exists and is not a directory; pass a directory "
+                                "(created if missing) or None for no cache")
     if isinstance(model.prefix, nn.Identity):
         return x.detach().cpu().float()
     path = None

@@ -38,6 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import _validation
+from .train import _settings_dict
+
 __all__ = ["LeaveOneOut", "leave_one_out", "retrain", "row_correlations"]
 
 
@@ -76,13 +79,9 @@ def _one_thread() -> Iterator[None]:
 
 
 def _config(settings: Any) -> tuple[float, int, int]:
-    try:
-        lr, batch_size, epochs = float(settings.lr), int(settings.batch_size), int(settings.epochs)
-    except (AttributeError, TypeError, ValueError) as err:
-        raise ValueError("settings needs lr, batch_size and epochs (e.g. glitchlib.settings.TrainSettings)") from err
-    if not lr > 0 or batch_size < 1 or epochs < 1:
-        raise ValueError(f"settings: need lr > 0, batch_size >= 1, epochs >= 1; got {lr}, {batch_size}, {epochs}")
-    return lr, batch_size, epochs
+    """``lr``, ``batch_size``, ``epochs`` checked as ``glitchlib.train.fit`` checks them."""
+    config = _settings_dict(settings)
+    return config["lr"], config["batch_size"], config["epochs"]
 
 
 def retrain(
@@ -104,8 +103,10 @@ def retrain(
         Inputs ``n x ...``.
     y_train : Tensor
         int64 labels ``(n,)``.
-    settings : TrainSettings
-        ``lr``, ``batch_size``, ``epochs`` (plain SGD, constant learning rate).
+    settings : TrainSettings or mapping
+        ``lr``, ``batch_size``, ``epochs`` (plain SGD, constant learning rate),
+        checked as ``glitchlib.train.fit`` checks them: a mapping with any other
+        key than ``TrainSettings``' fields is refused.
     seed : int
         Seed of the batch order (and of dropout), as in ``fit``.
     remove : int, optional
@@ -123,6 +124,7 @@ def retrain(
         Inconsistent inputs or settings, or ``remove`` outside ``[0, n)``.
     """
     lr, batch_size, epochs = _config(settings)
+    seed = _validation.as_seed(seed)
     n = len(x_train)
     if n == 0 or len(y_train) != n:
         raise ValueError(f"x_train ({n}) and y_train ({len(y_train)}) need the same, non-zero length")
@@ -221,8 +223,8 @@ def leave_one_out(
         Training set, ``n x ...`` and int64 ``(n,)``.
     x_test, y_test : Tensor
         Validation set, ``m x ...`` and int64 ``(m,)``.
-    settings : TrainSettings
-        ``lr``, ``batch_size``, ``epochs``.
+    settings : TrainSettings or mapping
+        ``lr``, ``batch_size``, ``epochs``, as in :func:`retrain`.
     seed : int
         Seed of the batch order, shared by every retraining.
     indices : sequence of int, optional
@@ -245,6 +247,8 @@ def leave_one_out(
         Inconsistent inputs or settings, an index outside ``[0, n)``, a bad ``n_jobs``.
     """
     _config(settings)
+    seed = _validation.as_seed(seed)
+    progress = _validation.as_bool(progress, "progress")
     n = len(x_train)
     if len(y_train) != n or len(x_test) != len(y_test) or n == 0:
         raise ValueError(f"x_train/y_train ({n}/{len(y_train)}) and x_test/y_test ({len(x_test)}/{len(y_test)}) "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 from glitchlib import _validation
-from glitchlib.settings import CLEAN, MISLABELED
+from glitchlib.settings import ANOMALY, CLEAN, MISLABELED, SAMPLE_KINDS
 
 __all__ = [
     "suspicion_order",
@@ -49,8 +49,13 @@ def _labels(y, name: str, n: int | None = None) -> np.ndarray:
     return _validation.labels_to_array(y, name, length=n, allow_empty=True)
 
 
-def _kinds(kind, name: str, n: int | None = None) -> np.ndarray:
-    return _validation.strings_to_array(kind, name, length=n, example=MISLABELED)
+#: What :func:`glitchlib.signals.characterize` predicts: a flagged sample is mislabeled or an anomaly.
+_PREDICTED_KINDS = (MISLABELED, ANOMALY)
+
+
+def _kinds(kind, name: str, n: int | None = None, allowed: tuple[str, ...] = SAMPLE_KINDS,
+           what: str = "sample kind") -> np.ndarray:
+    return _validation.strings_to_array(kind, name, length=n, example=MISLABELED, allowed=allowed, what=what)
 
 
 def suspicion_order(scores) -> np.ndarray:
@@ -270,10 +275,11 @@ def characterization_accuracy(predicted_kind, true_kind, flagged) -> dict[str, f
     Parameters
     ----------
     predicted_kind : array-like of str, shape (n_train,)
-        Predicted kind per sample, e.g. from :func:`glitchlib.signals.characterize`
-        (``"mislabeled"`` or ``"anomaly"``).
+        Predicted kind per sample, as :func:`glitchlib.signals.characterize`
+        gives it: ``"mislabeled"`` or ``"anomaly"``.
     true_kind : array-like of str, shape (n_train,)
-        ``"clean"``, ``"mislabeled"`` or ``"anomaly"`` (``GlitchSet.kind``).
+        A sample kind per sample, one of :data:`glitchlib.settings.SAMPLE_KINDS`
+        (``"clean"``, ``"mislabeled"``, ``"anomaly"``, ``"corrupted"``; ``GlitchSet.kind``).
     flagged : array-like of bool, shape (n_train,)
         The detected samples, e.g. :func:`flag_top_k`.
 
@@ -284,8 +290,17 @@ def characterization_accuracy(predicted_kind, true_kind, flagged) -> dict[str, f
         ``"clean"``, sorted), plus ``"overall"`` over all flagged glitches. A
         share is NaN when no glitch of that kind was flagged (undefined, not
         zero).
+
+    Raises
+    ------
+    ValueError
+        Arrays of other lengths or shapes, ``predicted_kind`` with a value other
+        than ``"mislabeled"`` and ``"anomaly"``, ``true_kind`` with a value that is
+        not a sample kind (a glitch name such as ``"anomalies"`` included); the
+        message names the argument and the allowed values.
     """
-    pred = _kinds(predicted_kind, "predicted_kind")
+    pred = _kinds(predicted_kind, "predicted_kind", allowed=_PREDICTED_KINDS,
+                  what="kind glitchlib.signals.characterize predicts")
     if pred.shape[0] == 0:
         raise ValueError("predicted_kind is empty; pass one kind per training sample")
     true = _kinds(true_kind, "true_kind", pred.shape[0])

@@ -43,6 +43,8 @@ import pandas as pd
 import torch
 from scipy.special import logsumexp
 
+from . import _validation
+
 __all__ = [
     "PEERS",
     "PeerReport",
@@ -165,7 +167,8 @@ def cross_validated_pred_probs(features, y, *, train_settings, n_folds: int = 5,
     n_classes : int, optional
         Default ``max(y) + 1``.
     device : str or torch.device, optional
-        Where to train (default CPU).
+        Where to train (default CPU): ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``
+        or ``"mps"``, one this machine has.
     progress : bool
         Show a progress bar over the folds.
 
@@ -177,7 +180,9 @@ def cross_validated_pred_probs(features, y, *, train_settings, n_folds: int = 5,
     Raises
     ------
     ValueError
-        Bad shapes or labels, ``n_folds < 2``, or ``n_folds`` larger than
+        Bad shapes or labels, bad ``train_settings`` (a mapping with keys other
+        than ``TrainSettings``' fields included), a bad ``seed``, a ``device``
+        this machine does not have, ``n_folds < 2``, or ``n_folds`` larger than
         every class.
     """
     from sklearn.model_selection import StratifiedKFold
@@ -185,6 +190,10 @@ def cross_validated_pred_probs(features, y, *, train_settings, n_folds: int = 5,
 
     from . import train
 
+    train._settings_dict(train_settings, "train_settings")  # refused before any fold is trained
+    seed = _validation.as_seed(seed)
+    device = _validation.as_device(device, optional=True)
+    progress = _validation.as_bool(progress, "progress")
     x = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
     if x.ndim < 2 or len(x) == 0:
         raise ValueError(f"features must have one row per sample, got shape {tuple(x.shape)}")
@@ -440,7 +449,7 @@ def energy(logits, *, temperature: float = 1.0) -> np.ndarray:
 
 
 def _forward(module: torch.nn.Module, x: torch.Tensor, device, batch_size: int = 2048) -> torch.Tensor:
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = _validation.as_device(device, optional=True)
     module = module.to(device).eval()
     out = [module(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out)
@@ -562,6 +571,7 @@ def compute_peers(head, checkpoints, x_train, y_train, x_test, y_test, *, train_
     -------
     PeerReport
     """
+    device = _validation.as_device(device, optional=True)
     y = _labels(y_train, "y_train", len(x_train))
     y_te = _labels(y_test, "y_test", len(x_test))
     c = int(max(y.max(), y_te.max())) + 1 if n_classes is None else _positive_int(n_classes, "n_classes", 2)

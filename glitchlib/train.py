@@ -17,6 +17,7 @@ mode (see ``glitchlib.models.GlitchModel``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 
 from . import _validation
 from .features import _atomic_save, _tensor_sha256
+from .settings import TrainSettings
 
 __all__ = ["Checkpoint", "TrainResult", "fit", "evaluate_accuracy", "load_checkpoints"]
 
@@ -77,17 +79,27 @@ class TrainResult(NamedTuple):
     final_model: nn.Module
 
 
-def _settings_dict(settings) -> dict[str, object]:
-    """``lr``, ``batch_size`` and ``epochs`` of a ``TrainSettings``, a mapping or any object, checked by value."""
+def _settings_dict(settings, name: str = "settings") -> dict[str, object]:
+    """``lr``, ``batch_size`` and ``epochs`` of a ``TrainSettings``, a mapping or any object, checked by value.
+
+    A mapping holds ``TrainSettings``' fields only: a key it does not know (a
+    misspelling, ``momentum``) is refused rather than ignored.
+    """
     if isinstance(settings, Mapping):
         values = dict(settings)
+        accepted = [f.name for f in dataclasses.fields(TrainSettings)]
+        unknown = [k for k in values if k not in accepted]
+        if unknown:
+            raise _validation.ArgumentError(
+                name, settings, f"unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"the accepted keys are {', '.join(accepted)} (plain SGD: no momentum, no weight decay)")
     elif hasattr(settings, "to_dict"):
         values = settings.to_dict()
     else:
         values = {k: getattr(settings, k) for k in ("lr", "batch_size", "epochs") if hasattr(settings, k)}
     missing = [k for k in ("lr", "batch_size", "epochs") if k not in values]
     if missing:
-        raise ValueError(f"settings lacks {', '.join(missing)}; pass a TrainSettings(lr=..., batch_size=..., "
+        raise ValueError(f"{name} lacks {', '.join(missing)}; pass a TrainSettings(lr=..., batch_size=..., "
                          "epochs=...) or a mapping with these keys")
     return {"lr": _validation.as_positive(values["lr"], "lr"),
             "batch_size": _validation.as_int(values["batch_size"], "batch_size", low=1),
@@ -110,7 +122,7 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
 def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device=None,
                       batch_size: int = 512) -> float:
     """Share of ``x`` whose argmax logit equals ``y``, with ``model`` in eval mode."""
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = _validation.as_device(device, optional=True)
     was_training = model.training
     model.eval()
     correct = 0
@@ -185,14 +197,16 @@ def fit(
     settings : TrainSettings or mapping
         Keyword-only, like every option of the library: ``lr`` (a finite
         number > 0), ``batch_size`` and ``epochs`` (integers >= 1),
-        any numeric type, checked by value.  SGD has no momentum and no weight
+        any numeric type, checked by value. A mapping may also hold
+        ``TrainSettings``' ``source`` and ``notes``; any other key is refused.  SGD has no momentum and no weight
         decay; the learning rate is constant and stored in every checkpoint.
     seed : int
         Seeds the batch order (a ``torch.Generator``; a new permutation each epoch;
         the last batch may be smaller) and the RNG of dropout, if any.  The
         caller's global RNG state is left untouched.
     device : str or torch.device, optional
-        Where to train (``None``: CPU).  Checkpoints are CPU tensors.
+        Where to train (``None``: CPU): ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``
+        or ``"mps"``, one this machine has.  Checkpoints are CPU tensors.
     checkpoint_dir : path-like, optional
         Directory where each epoch is saved atomically as ``epoch_NNN.pt`` with the
         optimizer and RNG states, its sha256 in ``checksums.json``.  A later call
@@ -213,15 +227,16 @@ def fit(
     Raises
     ------
     ValueError
-        Inconsistent inputs, bad settings (NaN or infinite ``lr`` included; the
-        message names the field), a bad ``seed``, or a ``checkpoint_dir`` holding a run
+        Inconsistent inputs, bad settings (NaN or infinite ``lr`` and unknown
+        keys included; the message names the field), a bad ``seed``, a ``device``
+        this machine does not have, or a ``checkpoint_dir`` holding a run
         with other inputs, settings, seed or initial weights.
     """
     _check_inputs(x_train, y_train, x_test, y_test)
     config = _settings_dict(settings)
     seed = _validation.as_seed(seed)
     progress = _validation.as_bool(progress, "progress")
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = _validation.as_device(device, optional=True)
     model = copy.deepcopy(suffix).to(device)
     fingerprint = {
         "settings": {k: config[k] for k in ("lr", "batch_size")},

@@ -157,3 +157,21 @@ def test_measure_training_cost_on_a_few_images():
     assert result["epoch_per_image"] == pytest.approx(result["epoch_seconds"] / 4)
     with pytest.raises(ValueError, match="sample"):
         cost.TrainingCostSettings(sample=0)
+
+
+def test_the_cost_measurements_refuse_a_device_this_machine_lacks_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(training, "timed", lambda *a, **k: pytest.fail("measured with a bad device"))
+    monkeypatch.setattr(scaling, "_measure_point", lambda *a, **k: pytest.fail("measured with a bad device"))
+    cuda = "^device='cuda': CUDA is not available on this machine; use device='cpu'"
+    with pytest.raises(ValueError, match=cuda):
+        cost.measure_training_cost(cost.TrainingCostSettings(sample=4, device="cuda", data_root=str(tmp_path)))
+    with pytest.raises(ValueError, match=cuda):
+        cost.run_scaling(cost.ScalingSettings(device="cuda"), progress=False)
+    with pytest.raises(ValueError, match="^device='gpu'"):
+        cost.stored_benchmark(tmp_path, "demo", settings={"a": 1}, device="gpu",
+                              compute=lambda: pytest.fail("computed with a bad device"))
+    # a stored result is read back whatever the device
+    cost.stored_benchmark(tmp_path, "demo", settings={"a": 1}, compute=lambda: {"value": 1})
+    assert cost.stored_benchmark(tmp_path, "demo", settings={"a": 1}, device="cuda",
+                                 compute=lambda: pytest.fail("recomputed"))["result"] == {"value": 1}

@@ -96,3 +96,17 @@ def test_gpu_features_match_cpu():
     gpu = features.compute_features(model, x, device="cuda", progress=False)
     assert gpu.device.type == "cpu"
     torch.testing.assert_close(gpu, cpu, rtol=1e-3, atol=1e-3)
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_naming_it(tmp_path):
+    model = models.create("resnet20", n_classes=10, pretrained=False, freeze=True)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(ValueError, match=r"^cache_dir='.*afile': exists and is not a directory; pass a directory"):
+        features.compute_features(model, images(channels=3, side=32), cache_dir=afile, progress=False)
+    assert afile.read_text() == ""
+    with pytest.raises(ValueError, match=r"^cache_dir=3: need"):
+        features.compute_features(model, images(channels=3, side=32), cache_dir=3, progress=False)
+    new = tmp_path / "new" / "cache"  # a missing directory is created
+    features.compute_features(model, images(channels=3, side=32), cache_dir=new, progress=False)
+    assert len(list(new.glob("features_*.pt"))) == 1

@@ -270,3 +270,21 @@ def test_study_settings_are_validated():
     with pytest.raises(ValueError, match="exceeds"):
         loo_study.run_study(loo_study.StudySettings(dataset="wine", n_train=170, n_test=10), results_dir="unused",
                             progress=False)
+
+
+def test_retraining_refuses_settings_fit_would_refuse():
+    x, y, _, _ = toy()
+    model = linear()
+    with pytest.raises(ValueError, match=r"^settings=.*unknown key\(s\) 'momentum'"):
+        loor.retrain(model, x, y, settings={"lr": 0.2, "batch_size": 8, "epochs": 1, "momentum": 0.9})
+    with pytest.raises(ValueError, match=r"^settings=.*unknown key\(s\) 'momentum'"):
+        loor.leave_one_out(model, x, y, x, y, settings={"lr": 0.2, "batch_size": 8, "epochs": 1, "momentum": 0.9},
+                           n_jobs=1, progress=False)
+    with pytest.raises(ValueError, match=r"^lr=inf"):
+        loor.retrain(model, x, y, settings={"lr": float("inf"), "batch_size": 8, "epochs": 1})
+    with pytest.raises(ValueError, match=r"^seed=-1"):
+        loor.retrain(model, x, y, settings=SETTINGS, seed=-1)
+    # a mapping of TrainSettings' fields is fit's settings, bit for bit
+    as_dict = loor.retrain(model, x, y, settings={"lr": 0.2, "batch_size": 8, "epochs": 3}, seed=1)
+    as_object = loor.retrain(model, x, y, settings=SETTINGS, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(as_dict.state_dict().values(), as_object.state_dict().values()))

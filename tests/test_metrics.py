@@ -139,3 +139,23 @@ def test_characterization_accuracy():
 def test_bad_input_raises_value_error_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("pred, true, match", [
+    (["anomalies", "mislabeled"], ["anomaly", "mislabeled"],
+     r"^predicted_kind holds 'anomalies', not a kind glitchlib.signals.characterize predicts; "
+     r"pass values among 'mislabeled', 'anomaly'"),
+    (["clean", "mislabeled"], ["anomaly", "mislabeled"], r"^predicted_kind holds 'clean'"),
+    (["anomaly", "mislabeled"], ["anomalies", "mislabeled"],
+     r"^true_kind holds 'anomalies', not a sample kind; pass values among 'clean', 'mislabeled', 'anomaly', "
+     r"'corrupted'"),
+    (["anomaly", "mislabeled"], ["foo", "uniform"], r"^true_kind holds 'foo', 'uniform', not a sample kind"),
+])
+def test_characterization_accuracy_takes_sample_kinds_only(pred, true, match):
+    with pytest.raises(ValueError, match=match):
+        M.characterization_accuracy(pred, true, [True, True])
+
+
+def test_characterization_accuracy_takes_every_sample_kind_as_the_truth():
+    got = M.characterization_accuracy(["anomaly"] * 4, ["clean", "mislabeled", "anomaly", "corrupted"], [True] * 4)
+    assert got == {"anomaly": 1.0, "corrupted": 0.0, "mislabeled": 0.0, "overall": pytest.approx(1 / 3)}

@@ -314,3 +314,11 @@ def test_timm_weights_file_loads(tmp_path):
     model = models.create("timm:resnet10t", n_classes=4, weights=path)
     assert torch.equal(model.prefix.net.conv1[0].weight, state["conv1.0.weight"])
     assert model.weights_id == _weights.weights_id(path)
+
+
+def test_an_unknown_timm_model_is_refused_naming_the_name_argument():
+    pytest.importorskip("timm")
+    with pytest.raises(ValueError, match=r"^name='timm:nonexistent': timm has no model 'nonexistent'; "
+                                         r"timm.list_models\('\*name\*'\) lists the known names"):
+        models.create("timm:nonexistent", n_classes=4, pretrained=False)
+    assert _registry._unknown_timm_model("timm:resnet10t.a1_in1k") is None  # a pretrained tag names a model

@@ -220,3 +220,13 @@ def test_compute_peers_returns_every_score_and_the_cleanlab_suggestion(flipped_r
     np.testing.assert_allclose(report.scores["knn"], peers.knn_distance(x, x[::2], k=3), rtol=1e-6)
     with pytest.raises(ValueError, match="head_layer"):
         peers.compute_peers(head, checkpoints, x, y, x, y, train_settings=SETTINGS, seed=0, head_layer="fc")
+
+
+def test_cross_validation_refuses_train_settings_fit_would_refuse_before_training(monkeypatch):
+    x, y, _ = _clusters()
+    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("trained before checking train_settings"))
+    with pytest.raises(ValueError, match=r"^train_settings=.*unknown key\(s\) 'momentum'; the accepted keys are"):
+        peers.cross_validated_pred_probs(x, y, train_settings={"lr": 0.5, "batch_size": 32, "epochs": 1,
+                                                               "momentum": 0.9}, n_folds=2, seed=0)
+    with pytest.raises(ValueError, match=r"^seed=-1"):
+        peers.cross_validated_pred_probs(x, y, train_settings=SETTINGS, n_folds=2, seed=-1)

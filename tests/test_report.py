@@ -370,3 +370,10 @@ def test_training_notes_lists_public_code_difference():
     text = report.training_notes(settings=[FakeSettings(dataset="mnist", model="resnet20", lr=0.5)])
     assert "MNIST · ResNet-20 (public code)" in text
     assert text.startswith("- ")
+
+
+@pytest.mark.parametrize("kind", ["anomalies", "uniform", "foo", None])
+def test_label_confusion_takes_a_sample_kind_only(kind):
+    scores = pd.DataFrame({"kind": ["mislabeled", "clean"], "y_true": [0, 1], "suggested_label": [1, 1]})
+    with pytest.raises(ValueError, match=r"^kind=.*: choose from clean, mislabeled, anomaly, corrupted"):
+        report.label_confusion(scores, dataset="fmnist", kind=kind)

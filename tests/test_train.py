@@ -229,3 +229,17 @@ def test_resume_starts_from_the_last_checkpoint_that_matches_its_sha256(tmp_path
     again = train.fit(head(), x, y, None, None, settings=s, seed=2, checkpoint_dir=tmp_path, progress=False)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == reference
     pd.testing.assert_frame_equal(again.history, full.history)
+
+
+@pytest.mark.parametrize("extra", [{"momentum": 0.9}, {"weight_decay": 1e-4}, {"learning_rate": 0.1}])
+def test_fit_refuses_a_settings_key_it_does_not_know_naming_it(extra):
+    torch.manual_seed(0)
+    head, x, y = nn.Linear(3, 2), torch.randn(8, 3), torch.randint(0, 2, (8,))
+    values = {"lr": 0.1, "batch_size": 8, "epochs": 1, **extra}
+    key = next(iter(extra))
+    with pytest.raises(ValueError, match=rf"^settings=.*unknown key\(s\) '{key}'; the accepted keys are "
+                                         r"lr, batch_size, epochs, source, notes"):
+        train.fit(head, x, y, None, None, settings=values, progress=False)
+    # TrainSettings' own fields, as its to_dict gives them, are accepted
+    as_dict = TrainSettings(lr=0.1, batch_size=8, epochs=1).to_dict()
+    assert len(train.fit(head, x, y, None, None, settings=as_dict, progress=False).checkpoints) == 1

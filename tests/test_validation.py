@@ -268,3 +268,90 @@ def test_compute_signals_from_matrices_takes_array_likes_and_checks_flags():
 def test_a_non_empty_string_is_never_read_as_true(call):
     with pytest.raises(ValueError, match=r"^(download|pretrained|progress)='(false|no)': need True or False"):
         call()
+
+
+# ------------------------------------------------------------------- devices
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """This machine as one without CUDA or MPS, whatever it has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_a_device_is_a_torch_device_of_this_machine(no_gpu):
+    assert v.as_device("cpu") == torch.device("cpu")
+    assert v.as_device(torch.device("cpu")) == torch.device("cpu")
+    assert v.as_device(None, optional=True) == torch.device("cpu")
+    with pytest.raises(v.ArgumentError, match=r"^device=None: need 'cpu'"):
+        v.as_device(None)
+
+
+@pytest.mark.parametrize("value", ["foo", "gpu", "", "cuda:x", "meta", 3, 1.0, True, ["cpu"]])
+def test_a_device_torch_cannot_use_is_refused_naming_it(value):
+    with pytest.raises(v.ArgumentError, match=r"^device=.*: need 'cpu', 'cuda', 'cuda:<index>' or 'mps'"):
+        v.as_device(value)
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("cuda", "CUDA is not available on this machine; use device='cpu'"),
+    ("cuda:0", "CUDA is not available on this machine; use device='cpu'"),
+    (torch.device("cuda"), "CUDA is not available on this machine; use device='cpu'"),
+    ("mps", "MPS is not available on this machine; use device='cpu'"),
+])
+def test_a_device_this_machine_lacks_is_refused_saying_what_to_pass(no_gpu, value, problem):
+    with pytest.raises(v.ArgumentError, match=rf"^device=.*: {problem}$"):
+        v.as_device(value)
+
+
+def test_a_cuda_index_beyond_the_machine_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert v.as_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(v.ArgumentError, match=r"^device='cuda:2': this machine has 2 CUDA device\(s\); "
+                                              r"use cuda:0 \.\. cuda:1"):
+        v.as_device("cuda:2")
+
+
+DEVICE_FUNCTIONS = ["train.fit", "train.evaluate_accuracy", "features.compute_features", "influence.TracIn",
+                    "influence.InfluenceFunction", "peers.cross_validated_pred_probs", "peers.compute_peers",
+                    "experiments.environment", "cost.timed", "cost.PeakMemory", "cost.matmul_seconds"]
+
+
+def _device_calls():
+    import glitchlib.cost.measure as measure
+    from glitchlib import peers  # not imported by ``import glitchlib``
+
+    torch.manual_seed(0)
+    head, x, y = torch.nn.Linear(3, 2), torch.randn(8, 3), torch.tensor([0, 1] * 4)
+    settings = {"lr": 0.1, "batch_size": 4, "epochs": 1}
+    net = g.models.create("resnet20", n_classes=2, pretrained=False, freeze=True)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    return {
+        "train.fit": lambda d: g.train.fit(head, x, y, None, None, settings=settings, device=d, progress=False),
+        "train.evaluate_accuracy": lambda d: g.train.evaluate_accuracy(head, x, y, device=d),
+        "features.compute_features": lambda d: g.features.compute_features(net, images, device=d, progress=False),
+        "influence.TracIn": lambda d: g.influence.TracIn(head, [(head.state_dict(), 0.1)], layers=None, device=d),
+        "influence.InfluenceFunction": lambda d: g.influence.InfluenceFunction(head, head.state_dict(), layers=None,
+                                                                               device=d),
+        "peers.cross_validated_pred_probs": lambda d: peers.cross_validated_pred_probs(
+            x, y, train_settings=settings, n_folds=2, seed=0, device=d),
+        "peers.compute_peers": lambda d: peers.compute_peers(
+            head, [], x, y, x, y, train_settings=settings, seed=0, device=d),
+        "experiments.environment": lambda d: g.experiments.environment(device=d),
+        "cost.timed": lambda d: measure.timed(lambda: None, device=d),
+        "cost.PeakMemory": lambda d: measure.PeakMemory(device=d),
+        "cost.matmul_seconds": lambda d: measure.matmul_seconds([(2, 2, 2, 1)], device=d),
+    }
+
+
+@pytest.mark.parametrize("function", DEVICE_FUNCTIONS)
+def test_every_public_function_taking_a_device_refuses_a_bad_one_naming_it(no_gpu, function):
+    calls = _device_calls()
+    assert sorted(calls) == sorted(DEVICE_FUNCTIONS)
+    call = calls[function]
+    with pytest.raises(ValueError, match=r"^device='foo': need .*'cpu', 'cuda'"):
+        call("foo")
+    with pytest.raises(ValueError, match=r"^device='cuda': CUDA is not available on this machine; use device='cpu'"):
+        call("cuda")
+    with pytest.raises(ValueError, match=r"^device='mps': MPS is not available"):
+        call("mps")

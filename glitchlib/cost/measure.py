@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from .. import _validation
+
 __all__ = ["PeakMemory", "matmul_seconds", "timed"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -37,9 +39,10 @@ def timed(call: Callable[[], Any], *, device: str | torch.device = "cpu") -> tup
     """Run ``call()``; return ``(result, seconds)`` of wall-clock time.
 
     On a CUDA ``device`` the device is synchronised before and after, so the
-    seconds include every kernel the call launched.
+    seconds include every kernel the call launched. A ``device`` this machine
+    does not have raises ``ValueError``.
     """
-    device = torch.device(device)
+    device = _validation.as_device(device)
     _synchronize(device)
     start = time.perf_counter()
     result = call()
@@ -80,7 +83,9 @@ class PeakMemory:
         handed back to the system (glibc's ``malloc_trim``), so that the block's
         allocations show in the resident size rather than reuse freed pages.
     interval : float
-        Sampling period on the CPU, in seconds.
+        Sampling period on the CPU, in seconds (> 0).
+
+    A ``device`` this machine does not have, or a bad ``interval``, raises ``ValueError``.
 
     Attributes
     ----------
@@ -90,10 +95,8 @@ class PeakMemory:
     """
 
     def __init__(self, *, device: str | torch.device = "cpu", interval: float = 0.002) -> None:
-        if interval <= 0:
-            raise ValueError(f"interval must be positive seconds, got {interval}")
-        self.device = torch.device(device)
-        self.interval = interval
+        self.interval = _validation.as_positive(interval, "interval")
+        self.device = _validation.as_device(device)
         self.peak_bytes: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,7 +155,8 @@ def matmul_seconds(
         products of ``rows`` gradients with ``cols`` gradients of ``inner``
         numbers each, ``count`` times (e.g. once per checkpoint).
     device : str or torch.device
-        Where to multiply.
+        Where to multiply: ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``,
+        one this machine has (otherwise ``ValueError``).
     dtype : torch.dtype
         Element type of the operands.
     max_inner : int
@@ -182,7 +186,7 @@ def matmul_seconds(
     for shape in shapes:
         if len(shape) != 4 or min(shape) < 1:
             raise ValueError(f"every entry of shapes must be 4 positive ints (rows, inner, cols, count), got {shape}")
-    device = torch.device(device)
+    device = _validation.as_device(device)
     gen = torch.Generator(device=device).manual_seed(seed)
     rows, cols = max(s[0] for s in shapes), max(s[2] for s in shapes)
     width = min(max_inner, max(s[1] for s in shapes))

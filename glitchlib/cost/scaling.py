@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import _validation
 from .measure import PeakMemory, matmul_seconds, timed
 
 __all__ = [
@@ -202,9 +203,12 @@ def run_scaling(settings: ScalingSettings, *, progress: bool = True) -> pd.DataF
     Columns ``sweep`` (``"n"``, ``"m"`` or ``"d"``), ``case``, ``n``, ``m``, ``d``,
     ``k``, ``checkpoints``, ``seconds``, ``mm_seconds``, ``mm_share``, ``peak_mib``,
     ``matrix_mib`` and ``beyond_matrix_mib`` (None where memory cannot be read);
-    see the module docstring.
+    see the module docstring. A ``settings.device`` this machine does not have
+    raises ``ValueError`` before anything is measured.
     """
     s = settings
+    _validation.as_device(s.device)
+    progress = _validation.as_bool(progress, "progress")
     points = [("n", "linear head", n, s.m_fixed, None) for n in sorted(s.n_values)]
     points += [("m", "linear head", s.n_fixed, m, None) for m in sorted(s.m_values)]
     points += [("d", "linear head", s.d_n, s.d_m, None), ("d", "resnet20", s.d_n, s.d_m, None)]

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .. import _validation
 from ..store import as_store, read_json, write_json
 
 __all__ = ["stored_benchmark"]
@@ -67,7 +68,8 @@ def stored_benchmark(
     compute_missing : bool
         When False, a missing result raises instead of being computed.
     device : str
-        Recorded in the environment (see :func:`glitchlib.experiments.environment`).
+        Recorded in the environment (see :func:`glitchlib.experiments.environment`); when
+        computing, one this machine has (checked before ``compute`` is called).
 
     Returns
     -------
@@ -78,6 +80,8 @@ def stored_benchmark(
     ------
     FileNotFoundError
         No stored result and ``compute_missing=False`` (the message says how to compute it).
+    ValueError
+        A result to compute with a ``device`` this machine does not have.
     """
     from ..experiments import environment
 
@@ -88,6 +92,7 @@ def stored_benchmark(
         raise FileNotFoundError(
             f"no stored {name} result for these settings at {path}; pass compute_missing=True to compute it"
         )
+    _validation.as_device(device)  # before computing: environment() refuses a device this machine lacks
     before = _load_average()
     result = compute()
     record = {

@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import _validation
 from .measure import timed
 
 __all__ = [
@@ -125,6 +126,11 @@ def measure_training_cost(settings: TrainingCostSettings) -> dict[str, Any]:
         ``n_train`` and ``n_test`` (sizes of the loaded sets), ``sample``,
         ``backbone_seconds``, ``epoch_seconds``, and the per-image costs
         ``backbone_per_image`` and ``epoch_per_image`` (seconds).
+
+    Raises
+    ------
+    ValueError
+        A ``settings.device`` this machine does not have, before anything is loaded.
     """
     from .. import data, models
     from ..features import compute_features
@@ -132,6 +138,7 @@ def measure_training_cost(settings: TrainingCostSettings) -> dict[str, Any]:
     from ..train import fit
 
     s = settings
+    _validation.as_device(s.device)  # before loading data and weights
     ds = data.load(s.dataset, seed=s.seed, subset=s.subset, root=s.data_root)
     model = models.create(s.model, n_classes=ds.n_classes, pretrained=s.pretrained, weights=s.weights, seed=s.seed)
     k = min(s.sample, len(ds.x_train))

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, vmap
 
+from .. import _validation
 from ._gradients import per_sample_loss
 from ._layers import resolve_layers
 
@@ -64,7 +65,9 @@ class InfluenceFunction:
     dtype : torch.dtype
         ``torch.float64`` (default) or ``torch.float32``; also the result's dtype.
     device : str or torch.device, optional
-        Where the computation happens (default CPU); results come back on the CPU.
+        Where the computation happens (default CPU): ``"cpu"``, ``"cuda"``,
+        ``"cuda:<index>"`` or ``"mps"``, one this machine has (otherwise
+        ``ValueError``); results come back on the CPU.
     max_parameters : int
         Refuse models with more influence parameters than this (default
         :data:`MAX_PARAMETERS`).
@@ -107,7 +110,7 @@ class InfluenceFunction:
             raise ValueError(f"damping must be a non-negative number, got {damping!r}")
         self.damping = damping
         self.dtype = dtype
-        self.device = torch.device(device if device is not None else "cpu")
+        self.device = _validation.as_device(device, optional=True)
         self._model = copy.deepcopy(model).to(device=self.device, dtype=dtype).eval()
         self._model.requires_grad_(False)
         self._layers = resolve_layers(self._model, layers=layers)

