@@ -351,18 +351,16 @@ _SCAN_FLAGS = {"ratio_hint": "--ratio-hint", "seed": "--seed", "test_fraction": 
 
 
 def _scan(args, parser) -> int:
-    import torch
-
     from .scan import scan_folder
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        _subparser_error(parser, "scan", f"argument --device: {args.device!r} but CUDA is not available here")
     try:
         result = scan_folder(args.path, out=args.out, model=args.model, ratio_hint=args.ratio_hint, seed=args.seed,
                              test_fraction=args.test_fraction, lr=args.lr, epochs=args.epochs,
                              device=args.device, progress=not args.quiet)
     except ValueError as exc:
-        _subparser_error(parser, "scan", _argument_message(exc, _SCAN_FLAGS))
+        message = _argument_message(exc, _SCAN_FLAGS)
+        # what names no option is about the folder itself (its layout, its images)
+        _subparser_error(parser, "scan", message if message.startswith("argument ") else f"argument PATH: {message}")
     state = f"computed in {result.seconds:.0f} s" if result.computed else "read back"
     flagged = int(result.suspects["flagged"].sum())
     print(f"{args.path}: {len(result.suspects)} training images, {len(result.class_names)} classes, "

@@ -284,14 +284,12 @@ def _device_available(s: ExperimentSettings) -> tuple[bool, str]:
 def _model_known(s: ExperimentSettings) -> tuple[bool, str]:
     if not s.model.startswith("timm:"):
         return True, ""
-    try:
-        import timm
-    except ImportError:
+    if importlib.util.find_spec("timm") is None:
         return False, f"model={s.model!r}: timm is not installed (pip install timm)"
-    if not timm.is_model(s.model[5:]):
-        return False, (f"model={s.model!r}: timm has no model {s.model[5:]!r}; "
-                       "timm.list_models('*name*') lists the known names")
-    return True, ""
+    from .models._registry import _unknown_timm_model
+
+    problem = _unknown_timm_model(s.model)
+    return (False, f"model={s.model!r}: {problem}") if problem else (True, "")
 
 
 def _training_resolvable(s: ExperimentSettings) -> tuple[bool, str]:

@@ -157,6 +157,7 @@ def scan_folder(path, *, out, model: str = "efficientnet_lite0", ratio_hint: flo
     from . import data, detect, features, influence, models, store, train
 
     start = time.perf_counter()
+    _validation.as_device(device)  # before any image is read
     settings = ScanSettings(path=str(Path(path).expanduser().resolve()), model=model, ratio_hint=ratio_hint,
                             seed=seed, test_fraction=test_fraction, lr=lr, batch_size=batch_size,
                             epochs=epochs, device=device)
