@@ -90,6 +90,7 @@ from .samples import (
     top_suspects,
 )
 from .tabular import EARLIER_SIGNALS, PAPER_TABULAR_CNCI_F1, influence_parameters, peer_f1, tabular_claim
+from .studies import __all__ as _studies_names
 from .studies import (
     PAPER_CNCI_GAIN_AT_1PCT,
     PAPER_KIND_LOSS_ACCURACY,
@@ -190,20 +191,5 @@ __all__ = [
     "detector_claims",
     "claim_summary",
     "winner_summary",
-    "PAPER_CNCI_GAIN_AT_1PCT",
-    "PAPER_KIND_LOSS_ACCURACY",
-    "PAPER_TWIN_DIFFERENCE",
-    "with_fields",
-    "plot_ratio_curves",
-    "claim_table_by",
-    "low_ratio_gain",
-    "signal_by_ratio",
-    "kind_table",
-    "twin_pairs",
-    "twin_difference_table",
-    "si_decile_accuracy",
-    "plot_si_deciles",
-    "validation_pairs",
-    "dirty_validation_table",
-    "plot_dirty_validation",
 ]
+__all__ += _studies_names  # the further experiments' tables and figures (report.studies)
