@@ -288,13 +288,13 @@ ax.set_xlim(0, 1)
 plt.tight_layout()
 
 # %% [markdown]
-# Two signals need a remark on this model. The head is linear and the pooled
+# Three signals need a remark on this model. The head is linear and the pooled
 # features are non-negative, so a sample's gradient on its own class's validation
 # samples always points the same way: every same-class influence is $\ge 0$. NIL
 # and #SLIN are then 0 for every sample and #SLIP is the class's validation count,
 # so their F1 above comes from tie-breaking alone (AP at the glitch ratio, AUROC
-# at 0.5). The chapters on ResNet-20, whose influence layers include convolutions,
-# show them informative.
+# at 0.5). With influence layers that include convolutions (ResNet-20 in the
+# `paper` profile, which needs its CIFAR-10 weights) they would carry information.
 #
 # The later chapters repeat these steps for every seed and both datasets through
 # `glitchlib.experiments.run`, which stores each step's output so that nothing is

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # Class-based detection
 #
-# Class-based noise is the systematic kind: every class $c$ sends 10 % of its
+# Class-based noise is the systematic glitch: every class $c$ sends 10 % of its
 # samples to one random other class $T(c)$, as an annotator who keeps confusing
 # two classes would. The paper's headline figure compares the F1 score of CNCI
 # with the existing signals SI, MAI, MI and GD-class on this noise, and claims
@@ -92,9 +92,10 @@ fig = report.plot_metric(metrics, metric="f1", signals=["si", "mai", "mi", "gd_c
 # %% [markdown]
 # ## Is CNCI on par or better?
 #
-# For each dataset and model: CNCI's mean F1, the best existing signal's mean
-# F1, their difference, and in how many seeds CNCI is at least as good as that
-# signal.
+# For each dataset and model: CNCI's mean F1, the best existing influence
+# signal's mean F1 (the signals the paper compares with; the dedicated detectors,
+# such as cleanlab or AUM, are compared in *Against dedicated detectors*), their
+# difference, and in how many seeds CNCI is at least as good as that signal.
 
 # %%
 report.claim_table(metrics, new="cnci", metric="f1")

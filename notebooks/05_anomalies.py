@@ -83,7 +83,9 @@ Markdown(f"`{run.key}`: PCID recomputed for {len(pcid)} samples equals the store
 fig = report.plot_metric(metrics, metric="f1")
 
 # %% [markdown]
-# PCID against the best existing signal, per dataset and model:
+# PCID against the best existing influence signal (the signals the paper
+# compares with; the dedicated detectors are compared in *Against dedicated
+# detectors*), per dataset and model:
 
 # %%
 report.claim_table(metrics, new="pcid", metric="f1")
@@ -112,17 +114,28 @@ report.metric_table(metrics, metric="f1")
 report.metric_table(metrics, metric="ap")
 
 # %% [markdown]
-# AUROC (0.5 for a random ranking):
+# AUROC (0.5 for a random ranking; below 0.5, a signal ranks the anomalies as
+# *less* suspicious than the clean samples):
 
 # %%
 report.metric_table(metrics, metric="auroc")
+
+# %% [markdown]
+# Where the existing signals' AUROC lies below 0.5, the next table suggests why:
+# the head fits the anomalies (it learns their one shared label easily), so their
+# loss, and with it their gradient, is small at the late checkpoints. Self-influence
+# is a sum of squared gradient norms, and the other existing signals sum
+# influences, which are products of gradients: both shrink for well-fit samples.
+# PCID does not score a gradient's size but how the class profile of a sample's
+# influence would change under its second-best label.
 
 # %% [markdown]
 # ## How well the model fits the anomalies
 #
 # A model can memorise anomalies: the paper reports that ResNet-20 fits all of
 # them on MNIST (100 % training accuracy). Training accuracy per kind of
-# sample, mean ± std over seeds:
+# sample, mean ± std over seeds (these runs hold no mislabeled samples, so that
+# column is empty for ours):
 
 # %%
 report.train_accuracy_table(runs)

@@ -172,6 +172,8 @@ def test_low_ratio_gain_by_hand():
     # CNCI mean 0.68, SI 0.5: (0.68 - 0.5) / 0.5 = 0.36
     assert table.loc[("MNIST", "EfficientNet-Lite0", "uniform noise"), "relative gain"] == pytest.approx(0.36)
     assert table.loc[("paper: about", "", ""), "relative gain"] == pytest.approx(0.36)
+    # the other reading: 0.68 - 0.5 = 0.18 F1
+    assert table.loc[("MNIST", "EfficientNet-Lite0", "uniform noise"), "difference"] == pytest.approx(0.18)
 
 
 def test_si_decile_accuracy_by_hand():

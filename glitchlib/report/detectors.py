@@ -144,7 +144,7 @@ def detector_cost_table(runs: pd.DataFrame, timings: pd.DataFrame, *, digits: in
 
     The influence signals cost the stages influence and counterfactuals plus
     the signals stage less the detectors' time (``seconds_<detector>`` in
-    ``runs``). Rows: what is timed; columns: dataset x model.
+    ``runs``). Rows: what is timed; columns: dataset x model, with the number of runs averaged.
     """
     _require_columns(timings, ["key", "dataset", "model", "stage", "seconds"], "timings")
     _require_columns(runs, ["key"], "runs")
@@ -164,10 +164,11 @@ def detector_cost_table(runs: pd.DataFrame, timings: pd.DataFrame, *, digits: in
     info = pretty(_model_variants(runs.set_index("key").loc[keys].reset_index()))
     table["run"] = (info["dataset"] + " · " + info["model"]).to_numpy()
     out = table.groupby("run", sort=False).mean().round(digits)
-    out.loc[:, "runs"] = table.groupby("run", sort=False).size()
+    counts = table.groupby("run", sort=False).size()
     order = sorted(out.index, key=lambda r: tuple(_rank(c, v) for c, v in zip(("dataset", "model"), r.split(" · "))))
     out = out.loc[order].T
-    out.index.name, out.columns.name = "seconds per run", None
+    out.columns = [f"{run} ({counts[run]} runs)" for run in out.columns]  # a count, not a time: in the header
+    out.index.name = "seconds per run"
     return out
 
 
