@@ -162,7 +162,9 @@ loo_study.timing_table(studies).round(2)
 #   influence parameters, so its memory grows with their square and the solve
 #   with their cube, while TracIn's cost grows linearly. For the vision models of
 #   the other chapters the inverse Hessian has to be approximated (Koh and Liang
-#   use conjugate gradients or stochastic estimates), which is where the
-#   influence function loses accuracy. The paper does not say which models and
-#   which approximation its comparison used; the one above is the favourable
-#   case for Koh and Liang.
+#   use conjugate gradients or stochastic estimates), where the influence
+#   function is expected to lose accuracy (not measured in this chapter). The
+#   paper does not say which models and which approximation its comparison
+#   used; the one above is the favourable case for Koh and Liang.
+# - Each cell above is one seed (the study's `seed`, listed in its settings):
+#   the verdict holds in every cell measured, not as a mean over seeds.
