@@ -98,3 +98,12 @@ def test_winner_summary_names_the_best_score_and_the_gap_of_the_influence_signal
     assert lines[0] == "- MNIST · EfficientNet-Lite0 · uniform noise: best NIL-opt (0.90)."
     assert lines[1] == ("- MNIST · EfficientNet-Lite0 · class-based noise: best cleanlab (0.60); "
                         "best influence signal CNCI (0.45, -0.15).")
+
+
+def test_detector_views_skip_groups_without_numbers():
+    # the clean twins (glitch "none") record NaN metrics: no best signal there, and no crash
+    nan = _metrics().assign(glitch="none", f1=float("nan"))
+    both = pd.concat([_metrics(), nan], ignore_index=True)
+    fig = report.plot_detectors(both)
+    assert len(fig.axes) == 2
+    assert not report.detector_table(both).empty

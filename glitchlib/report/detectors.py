@@ -42,7 +42,8 @@ def _best_influence(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
     influence = metrics[metrics["signal"].isin(INFLUENCE_SIGNALS)]
     if influence.empty:
         return influence
-    means = influence.groupby(_GROUPS + ["signal"], sort=False)[metric].mean().reset_index()
+    # groups without a number (runs of the glitch "none" record NaN metrics) have no best signal
+    means = influence.groupby(_GROUPS + ["signal"], sort=False)[metric].mean().reset_index().dropna(subset=[metric])
     best = means.loc[means.groupby(_GROUPS, sort=False)[metric].idxmax(), _GROUPS + ["signal"]]
     return influence.merge(best, on=_GROUPS + ["signal"])
 
@@ -80,8 +81,8 @@ def detector_table(metrics: pd.DataFrame, *, metric: str = "f1", digits: int = 2
 def plot_detectors(metrics: pd.DataFrame, *, metric: str = "f1"):
     """Bars of ``metric`` per glitch (mean over seeds, error bar = std): influence signals and detectors.
 
-    One panel per glitch (columns) and dataset x model (rows); bars for
-    the best influence signal, CNCI, PCID, CFRank and every detector. The
+    One panel per dataset x model and glitch that has runs, four to a row;
+    bars for the best influence signal, CNCI, PCID, CFRank and every detector. The
     influence signals are drawn in red, the label-error detectors in blue and
     the out-of-distribution detectors in green.
     """
@@ -89,6 +90,7 @@ def plot_detectors(metrics: pd.DataFrame, *, metric: str = "f1"):
 
     from .plots import _empty_figure
 
+    metrics = metrics.dropna(subset=[metric]) if metric in metrics else metrics  # no panel without numbers
     if metrics.empty:
         return _empty_figure(f"no {metric} results")
     data = _model_variants(metrics)
@@ -104,14 +106,17 @@ def plot_detectors(metrics: pd.DataFrame, *, metric: str = "f1"):
     glitches = [GLITCH_NAMES[g] for g in GLITCH_NAMES if GLITCH_NAMES[g] in set(data["glitch"])]
     runs = sorted(set(data["run"]), key=lambda r: tuple(_rank(c, v) for c, v in zip(("dataset", "model"),
                                                                                        r.split(" · "))))
-    grid = sns.catplot(data=data, kind="bar", x="signal", y=metric, order=order, hue="signal", hue_order=order,
-                       palette=colours, legend=False, col="glitch", col_order=glitches, row="run", row_order=runs,
-                       errorbar="sd", capsize=0.2, height=3.2, aspect=1.0, margin_titles=True)
-    grid.set_titles(col_template="{col_name}", row_template="{row_name}")
-    grid.set_axis_labels("", metric.upper() if len(metric) <= 5 else metric)
-    grid.set(ylim=(0, 1.05))
-    for ax in grid.axes.flat:
-        ax.tick_params(axis="x", labelrotation=90)
+    # one panel per (dataset x model, glitch) that has runs, four to a row; horizontal bars keep
+    # every signal's name readable on each row of panels
+    data["panel"] = data["run"] + "\n" + data["glitch"]
+    panels = [f"{r}\n{g}" for r in runs for g in glitches if f"{r}\n{g}" in set(data["panel"])]
+    height = max(2.5, 0.3 * len(order) + 0.8)
+    grid = sns.catplot(data=data, kind="bar", y="signal", x=metric, order=order, hue="signal", hue_order=order,
+                       palette=colours, legend=False, col="panel", col_order=panels, col_wrap=min(4, len(panels)),
+                       errorbar="sd", capsize=0.2, height=height, aspect=3.6 / height)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels(metric.upper() if len(metric) <= 5 else metric, "")
+    grid.set(xlim=(0, 1.05))
     return grid.figure
 
 

@@ -83,17 +83,16 @@ def plot_metric(
     palette = {s: ("#c0392b" if s in strong else "#95a5a6") for s in order}
     cols = sorted(set(data["dataset"]), key=lambda v: _rank("dataset", v))
     rows = sorted(set(data["model"]), key=lambda v: _rank("model", v))
+    # horizontal bars: one row per signal keeps every name readable however many signals there are
     grid = sns.catplot(
-        data=data, kind="bar", x="signal", y=metric, order=order, hue="signal", hue_order=order,
+        data=data, kind="bar", y="signal", x=metric, order=order, hue="signal", hue_order=order,
         palette=palette, legend=False, col="dataset", row="model", col_order=cols, row_order=rows,
         errorbar="sd", capsize=0.2,
-        height=3.2, aspect=max(1.2, len(order) / 5),
+        height=max(2.5, 0.3 * len(order) + 0.8), aspect=max(0.9, 4.5 / max(2.5, 0.3 * len(order) + 0.8)),
     )
     grid.set_titles("{col_name} · {row_name}")
-    grid.set_axis_labels("", metric.upper() if len(metric) <= 5 else metric)
-    grid.set(ylim=(0, 1.05) if metric in ("f1", "ap", "auroc") else None)
-    for ax in grid.axes.flat:
-        ax.tick_params(axis="x", labelrotation=60)
+    grid.set_axis_labels(metric.upper() if len(metric) <= 5 else metric, "")
+    grid.set(xlim=(0, 1.05) if metric in ("f1", "ap", "auroc") else None)
     if title:
         grid.figure.suptitle(title, y=1.02)
     return grid.figure
