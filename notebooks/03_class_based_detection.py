@@ -69,7 +69,7 @@ Markdown(chapter.provenance)
 # checked against the score the run stored.
 
 # %%
-run = g.experiments.load_result(chapter.done[0], store=store)
+run = g.experiments.load_result(chapter.first_done(), store=store)
 ts = g.experiments.load_training_set(run.settings, store=store)
 cnci = g.signals.cnci(run.matrix("influence_cnci"), ts.y, ts.y_test)
 assert np.allclose(cnci, run.scores()["cnci"], rtol=1e-5, atol=0), "differs from the stored score"

@@ -66,7 +66,7 @@ Markdown(chapter.provenance)
 # `g.signals.pcid` and check it against the stored score.
 
 # %%
-run = g.experiments.load_result(chapter.done[0], store=store)
+run = g.experiments.load_result(chapter.first_done(), store=store)
 ts = g.experiments.load_training_set(run.settings, store=store)
 pcid = g.signals.pcid(run.matrix("influence"), run.matrix("influence_pcid"), ts.y_test)
 assert np.allclose(pcid, run.scores()["pcid"], rtol=1e-5, atol=0), "differs from the stored score"

@@ -69,7 +69,7 @@ Markdown(chapter.provenance)
 # CFRank with `g.signals.cfrank`, and check it against the stored score.
 
 # %%
-run = g.experiments.load_result(chapter.done[0], store=store)
+run = g.experiments.load_result(chapter.first_done(), store=store)
 ts = g.experiments.load_training_set(run.settings, store=store)
 cnci = g.signals.cnci(run.matrix("influence_cnci"), ts.y, ts.y_test)
 pcid = g.signals.pcid(run.matrix("influence"), run.matrix("influence_pcid"), ts.y_test)

@@ -70,6 +70,22 @@ class Chapter:
         """Keys of the chapter's finished runs, in the order of ``status``."""
         return list(self.status.loc[self.status["status"] == "done", "key"])
 
+    def first_done(self) -> str:
+        """Key of the chapter's first finished run (the one a chapter recomputes step by step).
+
+        Raises
+        ------
+        ValueError
+            No cell of the chapter is finished in the store; the message says how
+            to compute them (``compute_missing=True`` or ``glitchlib grid``).
+        """
+        if not self.done:
+            raise ValueError(
+                f"no finished run of this chapter in the store {str(self.store.root)!r}: set the notebook "
+                f"parameter compute_missing=True, or run `glitchlib grid --profile {self.profile} "
+                f"--store {self.store.root}` first")
+        return self.done[0]
+
     def table(self, name: str) -> pd.DataFrame:
         """Another tidy table of the store for the chapter's cells: ``"timings"``, ``"histories"``, ...
 
