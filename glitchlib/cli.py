@@ -196,6 +196,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             logging.getLogger(__name__).info("traceback of the error below", exc_info=True)
         parser.exit(2, f"{parser.prog} {args.command}: error: {_argument_message(exc)}\n")
+    except PermissionError as exc:  # a read-only store, or a folder of someone else's
+        if args.verbose:
+            logging.getLogger(__name__).info("traceback of the error below", exc_info=True)
+        where = f" {exc.filename!r}" if exc.filename else ""
+        parser.exit(2, f"{parser.prog} {args.command}: error: cannot write{where}: {exc.strerror or exc}; "
+                       "finished runs can be read from a read-only store (status, report), new ones need a "
+                       "writable --store\n")
+    except KeyboardInterrupt:
+        # finished stages are in the store; the next call resumes from them
+        parser.exit(130, f"\n{parser.prog} {args.command}: interrupted; run the same command again to resume "
+                         "(finished stages are kept)\n")
 
 
 #: Library argument names that the command line spells differently.
@@ -327,6 +338,9 @@ def _report(args, parser) -> int:
 
     from .report import summary_tables
 
+    if not Path(args.store).is_dir():
+        _subparser_error(parser, "report", f"argument --store: no results store at {args.store!r}; "
+                                           "give the folder `glitchlib run`/`grid` wrote to")
     keys = None
     if args.profile is not None:
         keys = [s.key() for s in _profile_settings(args, parser)]

@@ -77,6 +77,7 @@ def test_status_of_a_yaml_profile(tmp_path, capsys):
 
 
 def test_report_on_an_empty_store(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
     assert cli.main(argv=["report", "--store", str(tmp_path / "r")]) == 0
     assert "no finished runs" in capsys.readouterr().out
 
@@ -143,3 +144,25 @@ def test_tabular_models_default_to_random_weights():
     assert ExperimentSettings(dataset="wine", model="mlp", glitch="uniform", pretrained=False).key() == \
         ExperimentSettings(dataset="wine", model="mlp", glitch="uniform").key()
     assert training_settings("wine", "mlp").source == "sweep"
+
+
+@pytest.mark.parametrize("error, code, words", [
+    (PermissionError(13, "Permission denied", "/store/runs/x/record.json"), 2, ["cannot write", "record.json",
+                                                                                  "writable --store"]),
+    (KeyboardInterrupt(), 130, ["interrupted", "again to resume"]),
+])
+def test_unwritable_store_and_interrupt_end_with_one_message(monkeypatch, capsys, error, code, words):
+    def fail(args, parser):
+        raise error
+
+    monkeypatch.setattr(cli, "_status", fail)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["status", "--profile", "tiny"])
+    assert info.value.code == code
+    err = capsys.readouterr().err
+    assert all(w in err for w in words) and "Traceback" not in err
+
+
+def test_report_on_a_missing_store_names_it(tmp_path, capsys):
+    err = _fails(capsys, ["report", "--store", str(tmp_path / "typo")])
+    assert "argument --store" in err and "typo" in err
