@@ -137,6 +137,27 @@ def _write_error(path: Path, exc: OSError) -> OSError:
                               "if any, is left as it was")
 
 
+def _file_mode() -> int:
+    """The mode a plainly created file gets here: ``0o666`` less the process umask.
+
+    ``tempfile.mkstemp`` creates its files ``0o600``; results renamed from them
+    would stay private to their writer, whatever the umask says, and a store
+    shared between accounts (a cluster's file system) could not be read by the
+    others. The umask is read from ``/proc`` where it can be, without changing it
+    (changing it, even briefly, races with other threads creating files).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binary: bool = True) -> None:
     """Write a file atomically: ``write(fileobj)`` into a temporary file, then rename.
 
@@ -156,6 +177,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, binar
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".tmp")
+        os.fchmod(fd, _file_mode())  # as a plainly created file (mkstemp's are 0o600)
         with _open_temporary(fd, binary) as f:
             sink = _Sink(f)
             write(sink)

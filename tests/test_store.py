@@ -324,3 +324,19 @@ def test_only_temporary_files_of_dead_writers_are_removed(tmp_path):
     assert remove_orphans(tmp_path) == [orphan]
     assert alive.exists() and foreign.exists()
     assert sorted(remove_orphans(tmp_path, any_process=True)) == sorted([alive, foreign])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    """A shared store is readable by others where the umask allows it (mkstemp alone gives 0o600)."""
+    import os
+    import stat
+
+    from glitchlib.store import atomic_write
+
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "a.json", lambda f: f.write("{}"), binary=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
