@@ -46,12 +46,13 @@ from glitchlib import report
 sns.set_theme(style="whitegrid")
 
 # %% [markdown]
-# Every run of the profile at the chosen ratio takes part: each glitch
-# asks a different question of the detectors. Missing runs are computed now.
+# Every cell of the profile takes part, at the chosen `ratio` (the profile's own
+# runs when it is the profile's ratio): each glitch asks a different question of
+# the detectors. Missing runs are computed now.
 
 # %%
-settings = g.profiles.profile_settings(profile)
-needed = [s for s in settings if s.glitch in report.GLITCH_NAMES and s.ratio == ratio]
+settings = [s for s in g.profiles.profile_settings(profile) if s.glitch in report.GLITCH_NAMES]
+needed = report.at_ratio(settings, ratio=ratio, seeds=1 + max(s.seed for s in settings))
 chapter = report.chapter(profile, results_dir=results_dir, cells=needed, compute=compute_missing)
 chapter.summary
 
