@@ -166,3 +166,32 @@ def test_unwritable_store_and_interrupt_end_with_one_message(monkeypatch, capsys
 def test_report_on_a_missing_store_names_it(tmp_path, capsys):
     err = _fails(capsys, ["report", "--store", str(tmp_path / "typo")])
     assert "argument --store" in err and "typo" in err
+
+
+def test_summary_tables_never_average_different_experiments(tmp_path, monkeypatch):
+    """Seeds of the same settings are averaged; runs of other sizes or validation noise are not."""
+    import pandas as pd
+
+    from glitchlib import store as store_module
+    from glitchlib.report import summary_tables
+
+    def settings(key, **extra):
+        base = {"n_train": None, "n_test": None, "subset": 0.1, "n_contaminated": None, "corruption": None,
+                "test_ratio": 0.0, "test_share": None, "lr": None, "batch_size": None, "epochs": None,
+                "influence": "all", "counterfactual": "all", "projection_dim": None}
+        return {"key": key, "settings": {**base, **extra}}
+
+    runs = pd.DataFrame({"key": ["a0", "a1", "b0"], "dataset": "mnist", "model": "efficientnet_lite0",
+                         "glitch": "class-based", "ratio": 0.1, "seed": [0, 1, 0], "pretrained": True,
+                         "influence": "all", "val_acc": [0.9, 0.8, 0.1]})
+    metrics = pd.DataFrame({"key": ["a0", "a1", "b0"], "dataset": "mnist", "model": "efficientnet_lite0",
+                            "glitch": "class-based", "ratio": 0.1, "seed": [0, 1, 0], "pretrained": True,
+                            "influence": "all", "signal": "cnci", "f1": [0.8, 0.6, 0.0], "ap": 0.5, "auroc": 0.5})
+    records = [settings("a0"), settings("a1"), settings("b0", n_train=300, test_ratio=0.2)]
+    monkeypatch.setattr(store_module.Store, "load_runs", lambda self: runs)
+    monkeypatch.setattr(store_module.Store, "load_metrics", lambda self: metrics)
+    monkeypatch.setattr(store_module.Store, "records", lambda self: records)
+    tables = summary_tables(store=tmp_path)
+    main = tables["detection F1, class-based noise at ratio 0.1"]
+    other = tables["detection F1, class-based noise at ratio 0.1, n_train=300, test_ratio=0.2"]
+    assert main.iloc[0, 0].startswith("0.70") and other.iloc[0, 0].startswith("0.00")

@@ -320,7 +320,8 @@ def test_cli_run_reads_back_and_report_prints_tables(store, capsys, monkeypatch)
     assert "validation accuracy" in out and "CNCI" in out and "mixed" in out
     assert "cleanlab" in out and "Mahalanobis" in out  # the dedicated detectors beside the signals
     tables = summary_tables(store=store)
-    assert list(tables) == ["validation accuracy", "detection F1, mixed at ratio 0.1"]
+    # the run's settings that are not the defaults name its table: another size would be another table
+    assert list(tables) == ["validation accuracy", "detection F1, mixed at ratio 0.1, n_train=100, n_test=40, epochs=2"]
 
 
 

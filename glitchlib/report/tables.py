@@ -427,10 +427,12 @@ _STAGE_ORDER = ("data", "inject", "features", "training", *DETECTION_STAGES, "me
 def summary_tables(*, store=None, keys: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """The summary tables of ``glitchlib report``: mean ± std over seeds.
 
-    Returns ``{"validation accuracy": ..., "detection F1, <glitch> at ratio <r>": ...}``:
+    Returns ``{"validation accuracy": ..., "detection F1, <glitch> at ratio <r>[, <settings>]": ...}``:
     validation accuracy per dataset x model x ratio (rows) and glitch (columns), and
     per glitch and ratio the detection F1 of every signal (rows) per
-    dataset x model (columns). Runs at different ratios are never averaged together.
+    dataset x model (columns). Only seeds are averaged: runs at another ratio, or with
+    other settings (sizes, validation noise, one contaminated class, ...; named in the
+    title and in the dataset column), are tables or rows of their own.
     Restricted to ``keys`` when given.
 
     Parameters
@@ -449,14 +451,40 @@ def summary_tables(*, store=None, keys: list[str] | None = None) -> dict[str, pd
     tables = {}
     if runs.empty:
         return tables
-    # runs at different glitch ratios are never averaged together
-    runs, metrics = _model_variants(runs), _model_variants(metrics)
-    tables["validation accuracy"] = mean_std_table(runs, ["dataset", "model", "ratio"], "glitch", "val_acc")
+    # runs of different experiments (other ratios, sizes, validation noise, ...) are never averaged
+    # together: only seeds of the same settings are
+    variant = {r["key"]: _settings_variant(r["settings"]) for r in store.records()}
+    runs = _model_variants(runs).assign(variant=lambda d: [variant.get(k, "") for k in d["key"]])
+    metrics = _model_variants(metrics).assign(variant=lambda d: [variant.get(k, "") for k in d["key"]])
+    validation = runs.assign(dataset=runs["dataset"] + runs["variant"].map(lambda v: f" ({v})" if v else ""))
+    tables["validation accuracy"] = mean_std_table(validation, ["dataset", "model", "ratio"], "glitch", "val_acc")
     for glitch in [g for g in GLITCH_NAMES if g in set(metrics["glitch"])]:
-        for ratio in sorted(set(metrics.loc[metrics["glitch"] == glitch, "ratio"]), reverse=True):
-            part = metrics[(metrics["glitch"] == glitch) & (metrics["ratio"] == ratio)].copy()
+        of_glitch = metrics[metrics["glitch"] == glitch]
+        for ratio, kind_of_run in sorted({(r, v) for r, v in zip(of_glitch["ratio"], of_glitch["variant"])},
+                                         key=lambda rv: (-rv[0], rv[1])):
+            part = of_glitch[(of_glitch["ratio"] == ratio) & (of_glitch["variant"] == kind_of_run)].copy()
+            if part["f1"].isna().all():
+                continue  # the clean twins record no detection numbers
             part["run"] = part["dataset"].map(lambda d: DATASET_NAMES.get(d, d)) + " / " + part["model"]
             table = mean_std_table(part, ["signal"], "run", "f1")
             order = [SIGNAL_NAMES[s] for s in SIGNAL_ORDER if SIGNAL_NAMES[s] in table.index]
-            tables[f"detection F1, {GLITCH_NAMES[glitch]} at ratio {ratio:g}"] = table.reindex(order)
+            title = f"detection F1, {GLITCH_NAMES[glitch]} at ratio {ratio:g}" + (f", {kind_of_run}" if kind_of_run else "")
+            tables[title] = table.reindex(order)
     return tables
+
+
+#: Settings that make a run a different experiment when they differ from their defaults
+#: (the seed does not: seeds are what a table averages over).
+_VARIANT_FIELDS = ("n_train", "n_test", "subset", "n_contaminated", "corruption", "test_ratio", "test_share", "lr",
+                   "batch_size", "epochs", "influence", "counterfactual", "projection_dim")
+
+
+def _settings_variant(settings: dict) -> str:
+    """``"n_train=2000, test_ratio=0.2"``: the settings of a run that differ from the defaults, in words."""
+    import dataclasses
+
+    from ..settings import ExperimentSettings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ExperimentSettings)}
+    return ", ".join(f"{name}={settings[name]}" for name in _VARIANT_FIELDS
+                     if name in settings and settings[name] != defaults[name])
