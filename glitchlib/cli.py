@@ -338,7 +338,7 @@ def _report(args, parser) -> int:
 
     from .report import summary_tables
 
-    if not Path(args.store).is_dir():
+    if not Path(args.store).exists():  # a file there is refused by the store itself, naming --store
         _subparser_error(parser, "report", f"argument --store: no results store at {args.store!r}; "
                                            "give the folder `glitchlib run`/`grid` wrote to")
     keys = None
