@@ -8,12 +8,13 @@ are the constants below.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..settings import ANOMALY, CLEAN, MISLABELED
+from ..settings import ANOMALY, CLEAN, MISLABELED, ExperimentSettings
 from .names import (
     DATASET_NAMES,
     GLITCH_NAMES,
@@ -477,14 +478,10 @@ def summary_tables(*, store=None, keys: list[str] | None = None) -> dict[str, pd
 #: (the seed does not: seeds are what a table averages over).
 _VARIANT_FIELDS = ("n_train", "n_test", "subset", "n_contaminated", "corruption", "test_ratio", "test_share", "lr",
                    "batch_size", "epochs", "influence", "counterfactual", "projection_dim")
+_VARIANT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ExperimentSettings) if f.name in _VARIANT_FIELDS}
 
 
 def _settings_variant(settings: dict) -> str:
     """``"n_train=2000, test_ratio=0.2"``: the settings of a run that differ from the defaults, in words."""
-    import dataclasses
-
-    from ..settings import ExperimentSettings
-
-    defaults = {f.name: f.default for f in dataclasses.fields(ExperimentSettings)}
     return ", ".join(f"{name}={settings[name]}" for name in _VARIANT_FIELDS
-                     if name in settings and settings[name] != defaults[name])
+                     if name in settings and settings[name] != _VARIANT_DEFAULTS[name])
